@@ -94,7 +94,8 @@ class InstitutionListView(BaseApiView):
     def get(self, request):
         return self.paginate(institutions_for(self.actor()), InstitutionOutput)
 
-    @extend_schema(request=Input, responses={201: InstitutionOutput}, summary="Create an institution (federation admin)")
+    @extend_schema(request=Input, responses={201: InstitutionOutput},
+                   summary="Create an institution (federation admin)")
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)

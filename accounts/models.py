@@ -73,6 +73,8 @@ class InstitutionKind(models.TextChoices):
 class Institution(models.Model):
     """The tenant. Nothing of one institution is visible to another."""
 
+    TENANT_FIELD = "id"
+
     name = models.CharField(_("name"), max_length=200, unique=True)
     code = models.CharField(_("short code"), max_length=32, unique=True)
     kind = models.CharField(_("kind"), max_length=16, choices=InstitutionKind.choices)

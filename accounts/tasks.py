@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from accounts.selectors import tokens_expiring_within
 from accounts.notifications import notify_expiring_tokens
+from accounts.selectors import tokens_expiring_within
 
 
 @shared_task(name="accounts.tasks.warn_expiring_tokens")

@@ -69,11 +69,9 @@ def api_exception_handler(exc, context):
 
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        leaf_codes = set(_leaves(exc.get_codes()))
-        # One distinctive code for the whole error (e.g. unknown_field), else the generic one.
-        code = leaf_codes.pop() if len(leaf_codes) == 1 and leaf_codes != {"invalid"} else "invalid"
-        if code in {"required", "blank", "null", "max_length", "min_length", "max_value", "min_value"}:
-            code = "invalid"
+        # Field-level problems are "invalid" (details per field); input with fields we do not
+        # know is "unknown_field", so clients can tell a typo from a bad value.
+        code = "unknown_field" if set(_leaves(exc.get_codes())) == {"unknown_field"} else "invalid"
         response.data = error_body(code, "Invalid input.", _flatten(detail))
         return response
 

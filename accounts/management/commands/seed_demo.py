@@ -78,6 +78,6 @@ class Command(BaseCommand):
                 module.seed(actor=actor, institutions=institutions, stdout=None if quiet else self.stdout)
 
         if not quiet:
-            self.stdout.write(self.style.SUCCESS("Demo federation ready. Demo logins (password: %s):" % password))
+            self.stdout.write(self.style.SUCCESS(f"Demo federation ready. Demo logins (password: {password}):"))
             for email, _, code, _, _, what in DEMO_USERS:
                 self.stdout.write(f"  {what:<36} {email}" + (f"  [{code}]" if code else ""))
