@@ -2,9 +2,7 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import services
 from accounts.access import (
@@ -16,24 +14,10 @@ from accounts.access import (
     memberships_for,
     tokens_for,
 )
-from accounts.actors import actor_for_request
 from accounts.models import InstitutionKind, InstitutionRole, TokenScope
-from portal.api.pagination import Pagination
-from portal.api.permissions import TokenScopePermission
 from portal.api.serializers import StrictInputSerializer
+from portal.api.views import BaseApiView
 from portal.errors import PermissionDenied
-
-
-class BaseApiView(APIView):
-    permission_classes = [IsAuthenticated, TokenScopePermission]
-
-    def actor(self):
-        return actor_for_request(self.request)
-
-    def paginate(self, queryset, serializer_class):
-        paginator = Pagination()
-        page = paginator.paginate_queryset(queryset, self.request, view=self)
-        return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 # --- who am I ----------------------------------------------------------------------------
