@@ -37,9 +37,7 @@ def get_administered_institution(actor: Actor, pk) -> Institution:
     """The institution, if the actor may administer it (403 if visible but not theirs to run)."""
     institution = get_institution(actor, pk)
     if not actor.can_admin_institution(institution.pk):
-        raise PermissionDenied(
-            "Only an institution admin can do this.", code="institution_admin_required"
-        )
+        raise PermissionDenied("Only an institution admin can do this.", code="institution_admin_required")
     return institution
 
 

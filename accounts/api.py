@@ -41,8 +41,12 @@ class MeView(BaseApiView):
         ]
         token = None
         if actor.is_token:
-            token = {"prefix": actor.token.prefix, "name": actor.token.name, "scopes": actor.token.scopes,
-                     "expires_at": actor.token.expires_at}
+            token = {
+                "prefix": actor.token.prefix,
+                "name": actor.token.name,
+                "scopes": actor.token.scopes,
+                "expires_at": actor.token.expires_at,
+            }
         data = {
             "kind": "token" if actor.is_token else "user",
             "email": actor.user.email if actor.user else None,
@@ -78,8 +82,9 @@ class InstitutionListView(BaseApiView):
     def get(self, request):
         return self.paginate(institutions_for(self.actor()), InstitutionOutput)
 
-    @extend_schema(request=Input, responses={201: InstitutionOutput},
-                   summary="Create an institution (federation admin)")
+    @extend_schema(
+        request=Input, responses={201: InstitutionOutput}, summary="Create an institution (federation admin)"
+    )
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -92,8 +97,9 @@ class InstitutionDetailView(BaseApiView):
         name = serializers.CharField(max_length=200, required=False)
         code = serializers.CharField(max_length=32, required=False)
         kind = serializers.ChoiceField(choices=InstitutionKind.choices, required=False)
-        email_domains = serializers.ListField(child=serializers.CharField(max_length=253), required=False,
-                                              max_length=20)
+        email_domains = serializers.ListField(
+            child=serializers.CharField(max_length=253), required=False, max_length=20
+        )
         active = serializers.BooleanField(required=False)
 
     @extend_schema(responses=InstitutionOutput)
@@ -131,8 +137,11 @@ class MemberListView(BaseApiView):
         institution = get_institution(actor, institution_id)
         return self.paginate(memberships_for(actor, institution).order_by("user__email"), MembershipOutput)
 
-    @extend_schema(request=Input, responses={201: MembershipOutput},
-                   summary="Add a member (creates the account and emails an invitation if new)")
+    @extend_schema(
+        request=Input,
+        responses={201: MembershipOutput},
+        summary="Add a member (creates the account and emails an invitation if new)",
+    )
     def post(self, request, institution_id: int):
         actor = self.actor()
         institution = get_institution(actor, institution_id)
@@ -190,8 +199,9 @@ class TokenCreatedOutput(TokenOutput):
 class _PersonOnly:
     def check_person(self):
         if self.actor().is_token:
-            raise PermissionDenied("API tokens are managed by a person (portal or API session).",
-                                   code="token_cannot_manage_tokens")
+            raise PermissionDenied(
+                "API tokens are managed by a person (portal or API session).", code="token_cannot_manage_tokens"
+            )
 
 
 class TokenListView(_PersonOnly, BaseApiView):
@@ -208,8 +218,11 @@ class TokenListView(_PersonOnly, BaseApiView):
         actor = self.actor()
         return self.paginate(tokens_for(actor, get_institution(actor, institution_id)), TokenOutput)
 
-    @extend_schema(request=Input, responses={201: TokenCreatedOutput},
-                   summary="Create an API token; the secret is in this response only")
+    @extend_schema(
+        request=Input,
+        responses={201: TokenCreatedOutput},
+        summary="Create an API token; the secret is in this response only",
+    )
     def post(self, request, institution_id: int):
         self.check_person()
         actor = self.actor()
@@ -251,8 +264,11 @@ class AuditListView(BaseApiView):
         since = serializers.DateTimeField(required=False)
         until = serializers.DateTimeField(required=False)
 
-    @extend_schema(parameters=[Filters], responses=AuditOutput(many=True),
-                   summary="The institution's audit trail (institution admins)")
+    @extend_schema(
+        parameters=[Filters],
+        responses=AuditOutput(many=True),
+        summary="The institution's audit trail (institution admins)",
+    )
     def get(self, request, institution_id: int):
         actor = self.actor()
         institution = get_institution(actor, institution_id)
@@ -269,4 +285,3 @@ class AuditListView(BaseApiView):
         if "until" in f:
             qs = qs.filter(created_at__lt=f["until"])
         return self.paginate(qs, AuditOutput)
-

@@ -67,11 +67,17 @@ def _clean_institution(name: str, code: str, kind: str, email_domains: list[str]
 def _refuse_duplicate_institution(name: str, code: str, exclude_pk: int | None = None) -> None:
     others = Institution.objects.exclude(pk=exclude_pk)
     if others.filter(code=code).exists():
-        raise Conflict(f"An institution with code {code} already exists.", code="institution_code_taken",
-                       fields={"code": ["Already taken."]})
+        raise Conflict(
+            f"An institution with code {code} already exists.",
+            code="institution_code_taken",
+            fields={"code": ["Already taken."]},
+        )
     if others.filter(name__iexact=name).exists():
-        raise Conflict(f"An institution named {name!r} already exists.", code="institution_name_taken",
-                       fields={"name": ["Already taken."]})
+        raise Conflict(
+            f"An institution named {name!r} already exists.",
+            code="institution_name_taken",
+            fields={"name": ["Already taken."]},
+        )
 
 
 @transaction.atomic
@@ -87,8 +93,13 @@ def institution_create(
             institution = Institution.objects.create(name=name, code=code, kind=kind, email_domains=domains)
     except IntegrityError:  # a concurrent create won the race
         raise Conflict(f"An institution with code {code} already exists.", code="institution_code_taken") from None
-    audit_record(actor=actor, action="institution.create", obj=institution, institution=institution,
-                 after=snapshot(institution, INSTITUTION_FIELDS))
+    audit_record(
+        actor=actor,
+        action="institution.create",
+        obj=institution,
+        institution=institution,
+        after=snapshot(institution, INSTITUTION_FIELDS),
+    )
     return institution
 
 
@@ -100,8 +111,9 @@ def institution_update(*, actor: Actor, institution: Institution, **changes) -> 
     if unknown:
         raise ValidationFailed("Unknown fields.", code="unknown_field", fields={f: ["Unknown field."] for f in unknown})
     if ({"code", "active"} & set(changes)) and not actor.is_federation_admin:
-        raise PermissionDenied("Only a federation admin can change the code or activate/deactivate.",
-                               code="federation_admin_required")
+        raise PermissionDenied(
+            "Only a federation admin can change the code or activate/deactivate.", code="federation_admin_required"
+        )
     before = snapshot(institution, INSTITUTION_FIELDS)
     name, code, domains = _clean_institution(
         changes.get("name", institution.name),
@@ -117,16 +129,23 @@ def institution_update(*, actor: Actor, institution: Institution, **changes) -> 
     institution.save()
     after = snapshot(institution, INSTITUTION_FIELDS)
     if after != before:
-        audit_record(actor=actor, action="institution.update", obj=institution, institution=institution,
-                     before=before, after=after)
+        audit_record(
+            actor=actor,
+            action="institution.update",
+            obj=institution,
+            institution=institution,
+            before=before,
+            after=after,
+        )
     return institution
 
 
 # --- Members -----------------------------------------------------------------------------
 def _check_role(role: str) -> None:
     if role not in InstitutionRole.values:
-        raise ValidationFailed("Unknown role.", code="invalid_role",
-                               fields={"role": [f"One of: {', '.join(InstitutionRole.values)}."]})
+        raise ValidationFailed(
+            "Unknown role.", code="invalid_role", fields={"role": [f"One of: {', '.join(InstitutionRole.values)}."]}
+        )
 
 
 def _send_invitation(user: User, institution: Institution) -> None:
@@ -147,9 +166,7 @@ def _send_invitation(user: User, institution: Institution) -> None:
 
 
 @transaction.atomic
-def member_add(
-    *, actor: Actor, institution: Institution, email: str, role: str, full_name: str = ""
-) -> Membership:
+def member_add(*, actor: Actor, institution: Institution, email: str, role: str, full_name: str = "") -> Membership:
     """Add a person to an institution, creating their account (with an invitation) if new."""
     institution = get_administered_institution(actor, institution.pk)
     _check_role(role)
@@ -159,20 +176,34 @@ def member_add(
     if institution.email_domains and domain not in institution.email_domains and not actor.is_federation_admin:
         raise ValidationFailed(
             f"{email} is not an address of {institution.name} ({', '.join(institution.email_domains)}).",
-            code="email_domain_mismatch", fields={"email": ["Address outside the institution's domains."]},
+            code="email_domain_mismatch",
+            fields={"email": ["Address outside the institution's domains."]},
         )
     user = User.objects.filter(email=email).first()
     created = user is None
     if created:
         user = User.objects.create_user(email=email, full_name=full_name)
-        audit_record(actor=actor, action="user.create", obj=user, institution=institution,
-                     after={"email": email, "full_name": full_name})
+        audit_record(
+            actor=actor,
+            action="user.create",
+            obj=user,
+            institution=institution,
+            after={"email": email, "full_name": full_name},
+        )
     elif Membership.objects.filter(user=user, institution=institution).exists():
-        raise Conflict(f"{email} is already a member of {institution.code}.", code="already_member",
-                       fields={"email": ["Already a member."]})
+        raise Conflict(
+            f"{email} is already a member of {institution.code}.",
+            code="already_member",
+            fields={"email": ["Already a member."]},
+        )
     membership = Membership.objects.create(user=user, institution=institution, role=role)
-    audit_record(actor=actor, action="membership.create", obj=membership, institution=institution,
-                 after={"user": email, "role": role})
+    audit_record(
+        actor=actor,
+        action="membership.create",
+        obj=membership,
+        institution=institution,
+        after={"user": email, "role": role},
+    )
     if created:
         transaction.on_commit(lambda: _send_invitation(user, institution))
     return membership
@@ -193,7 +224,7 @@ def member_change_role(*, actor: Actor, membership: Membership, role: str) -> Me
     institution = get_administered_institution(actor, membership.institution_id)
     _check_role(role)
     admins = _lock_admins(institution)
-    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    membership = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
     if membership.role == role:
         return membership
     if membership.pk in admins and len(admins) == 1:
@@ -201,8 +232,14 @@ def member_change_role(*, actor: Actor, membership: Membership, role: str) -> Me
     before = {"role": membership.role}
     membership.role = role
     membership.save(update_fields=["role"])
-    audit_record(actor=actor, action="membership.change_role", obj=membership, institution=institution,
-                 before=before, after={"role": role})
+    audit_record(
+        actor=actor,
+        action="membership.change_role",
+        obj=membership,
+        institution=institution,
+        before=before,
+        after={"role": role},
+    )
     return membership
 
 
@@ -211,13 +248,18 @@ def member_remove(*, actor: Actor, membership: Membership) -> None:
     institution = get_administered_institution(actor, membership.institution_id)
     admins = _lock_admins(institution)
     try:
-        membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+        membership = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
     except Membership.DoesNotExist:
         raise NotFound("Member not found.", code="membership_not_found") from None
     if membership.pk in admins and len(admins) == 1:
         raise Conflict("An institution needs at least one admin.", code="last_institution_admin")
-    audit_record(actor=actor, action="membership.delete", obj=membership, institution=institution,
-                 before={"user": membership.user.email, "role": membership.role})
+    audit_record(
+        actor=actor,
+        action="membership.delete",
+        obj=membership,
+        institution=institution,
+        before={"user": membership.user.email, "role": membership.role},
+    )
     membership.delete()
 
 
@@ -229,8 +271,13 @@ def federation_role_grant(*, actor: Actor, user: User, role: str) -> FederationR
         raise ValidationFailed("Unknown federation role.", code="invalid_role")
     grant, created = FederationRole.objects.get_or_create(user=user, role=role)
     if created:
-        audit_record(actor=actor, action="federation_role.grant", obj=grant, institution=None,
-                     after={"user": user.email, "role": role})
+        audit_record(
+            actor=actor,
+            action="federation_role.grant",
+            obj=grant,
+            institution=None,
+            after={"user": user.email, "role": role},
+        )
     return grant
 
 
@@ -244,7 +291,8 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     unknown = [s for s in cleaned if s not in TokenScope.values]
     if unknown or not cleaned:
         raise ValidationFailed(
-            "Choose at least one known scope.", code="invalid_scope",
+            "Choose at least one known scope.",
+            code="invalid_scope",
             fields={"scopes": [f"Known scopes: {', '.join(TokenScope.values)}."]},
         )
     return cleaned
@@ -257,30 +305,52 @@ def token_create(
     """Create a token; returns it and its plain text, which exists only in this return value."""
     institution = get_administered_institution(actor, institution.pk)
     if actor.is_token:
-        raise PermissionDenied("API tokens are created by a person in the portal or an API session.",
-                               code="token_cannot_manage_tokens")
+        raise PermissionDenied(
+            "API tokens are created by a person in the portal or an API session.", code="token_cannot_manage_tokens"
+        )
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise ValidationFailed("Name is required, at most 100 characters.", code="invalid",
-                               fields={"name": ["Required, at most 100 characters."]})
+        raise ValidationFailed(
+            "Name is required, at most 100 characters.",
+            code="invalid",
+            fields={"name": ["Required, at most 100 characters."]},
+        )
     scopes = _clean_scopes(scopes)
     now = timezone.now()
     max_days = settings.SUANWANG["TOKEN_MAX_LIFETIME_DAYS"]
     if expires_at is not None and (expires_at <= now or expires_at > now + timedelta(days=max_days)):
-        raise ValidationFailed(f"Expiry must be in the future and within {max_days} days.", code="invalid_expiry",
-                               fields={"expires_at": ["Out of range."]})
+        raise ValidationFailed(
+            f"Expiry must be in the future and within {max_days} days.",
+            code="invalid_expiry",
+            fields={"expires_at": ["Out of range."]},
+        )
     if ApiToken.objects.filter(institution=institution, name=name).exists():
-        raise Conflict(f"A token named {name!r} already exists.", code="token_name_taken",
-                       fields={"name": ["Already taken."]})
+        raise Conflict(
+            f"A token named {name!r} already exists.", code="token_name_taken", fields={"name": ["Already taken."]}
+        )
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        institution=institution, name=name, prefix=prefix, secret_hash=hash_secret(secret),
-        scopes=scopes, created_by=actor.user, expires_at=expires_at,
+        institution=institution,
+        name=name,
+        prefix=prefix,
+        secret_hash=hash_secret(secret),
+        scopes=scopes,
+        created_by=actor.user,
+        expires_at=expires_at,
     )
-    audit_record(actor=actor, action="api_token.create", obj=token, institution=institution,
-                 after={"name": name, "prefix": prefix, "scopes": scopes,
-                        "expires_at": expires_at.isoformat() if expires_at else None})
+    audit_record(
+        actor=actor,
+        action="api_token.create",
+        obj=token,
+        institution=institution,
+        after={
+            "name": name,
+            "prefix": prefix,
+            "scopes": scopes,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
     return token, f"sw_{prefix}_{secret}"
 
 
@@ -295,8 +365,14 @@ def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
     token.revoked_at = timezone.now()
     token.revoked_by = actor.user
     token.save(update_fields=["revoked_at", "revoked_by"])
-    audit_record(actor=actor, action="api_token.revoke", obj=token, institution=institution,
-                 before={"status": "active"}, after={"status": "revoked"})
+    audit_record(
+        actor=actor,
+        action="api_token.revoke",
+        obj=token,
+        institution=institution,
+        before={"status": "active"},
+        after={"status": "revoked"},
+    )
     return token
 
 

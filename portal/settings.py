@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SUANWANG_VAR_DIR", BASE_DIR / "var"))
@@ -155,9 +156,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
+    "expire-allocations": {"task": "allocations.tasks.expire_allocations", "schedule": crontab(hour=0, minute=5)},
+    "warn-expiring-allocations": {
+        "task": "allocations.tasks.warn_expiring_allocations",
+        "schedule": crontab(hour=8, minute=0),
+    },
     "warn-expiring-api-tokens": {
         "task": "accounts.tasks.warn_expiring_tokens",
-        "schedule": 24 * 3600,
+        "schedule": crontab(hour=8, minute=30),
     },
 }
 
@@ -228,6 +234,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InstitutionKindEnum": "accounts.models.InstitutionKind",
+        "RequestKindEnum": "allocations.models.RequestKind",
+        "LedgerKindEnum": "allocations.models.LedgerKind",
+        "ResourceKindEnum": "allocations.models.ResourceKind",
+    },
 }
 
 # --- Email ------------------------------------------------------------------------------

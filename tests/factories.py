@@ -14,7 +14,10 @@ PASSWORD = "correct-horse-battery-9"
 
 def make_institution(code: str, name: str | None = None, domains: list[str] | None = None) -> Institution:
     return services.institution_create(
-        actor=system_actor(), name=name or f"University {code}", code=code, kind="university",
+        actor=system_actor(),
+        name=name or f"University {code}",
+        code=code,
+        kind="university",
         email_domains=domains if domains is not None else [f"{code.lower()}.edu.cn"],
     )
 
@@ -60,6 +63,7 @@ class Fed:
     b: Institution
     users: dict[str, User] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    objects: dict = field(default_factory=dict)
 
     def client(self, who: str) -> APIClient:
         if who == "anonymous":
@@ -73,8 +77,19 @@ class Fed:
 
 
 ROLES = [
-    "anonymous", "researcher_a", "pi_a", "admin_a", "admin_b", "researcher_b",
-    "reviewer", "committee", "operator", "fedadmin", "token_a_read", "token_a_admin", "token_b_admin",
+    "anonymous",
+    "researcher_a",
+    "pi_a",
+    "admin_a",
+    "admin_b",
+    "researcher_b",
+    "reviewer",
+    "committee",
+    "operator",
+    "fedadmin",
+    "token_a_read",
+    "token_a_admin",
+    "token_b_admin",
 ]
 
 
@@ -96,4 +111,69 @@ def build_federation() -> Fed:
     _, fed.tokens["token_a_admin"] = make_token(a, ["admin"], fed.users["admin_a"], name="campus-admin")
     _, fed.tokens["token_b_admin"] = make_token(b, ["admin"], fed.users["admin_b"], name="thu-admin")
     assert settings.AUTH_USER_MODEL == "accounts.User"
+    return fed
+
+
+def pdf_upload(name: str = "proposal.pdf", size: int = 2000):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    body = b"%PDF-1.4\n" + b"0" * max(0, size - 9)
+    return SimpleUploadedFile(name, body, content_type="application/pdf")
+
+
+def build_allocation_world(fed: Fed) -> Fed:
+    """Institution A's allocation objects, through the real services:
+
+    project (PI pi_a, member researcher_a); an explore request approved automatically → allocation;
+    "reviewed": a standard request under review with both reviews in; "open": a standard request
+    whose reviews are still open (fed.objects["open_review"] is reviewer's); "draft"; and a third
+    reviewer (reviewer3@nju.edu.cn) free to be assigned.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.actors import Actor
+    from allocations import projects, workflow
+    from allocations.catalogue import ensure_resource_classes
+    from allocations.models import Review
+
+    ensure_resource_classes()
+    committee = Actor(user=fed.users["committee"])
+    pi = Actor(user=fed.users["pi_a"])
+    today = timezone.localdate()
+    start, end = today, today + timedelta(days=200)
+    make_person("reviewer2@ict.ac.cn", FederationRoleKind.REVIEWER, make_institution("ICT", domains=["ict.ac.cn"]))
+
+    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="Climate", abstract="Models",
+                                      discipline="earth_sciences", start=today - timedelta(days=10),
+                                      end=today + timedelta(days=400))
+    member = projects.project_member_add(actor=pi, project=project, email=fed.users["researcher_a"].email)
+
+    def standard(title: str):
+        request = workflow.request_create(actor=pi, project=project, kind="new", tier="standard", title=title,
+                                          justification="Needed.", amounts={"cpu": 20000, "gpu:v100": 500},
+                                          start=start, end=end)
+        return workflow.request_submit(actor=pi, request=request)
+
+    explore = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
+                                      justification="Pilot runs.", amounts={"cpu": 1000}, start=start, end=end)
+    workflow.request_submit(actor=pi, request=explore)
+
+    reviewed = standard("Production")
+    for review in Review.objects.filter(request=reviewed):
+        workflow.review_submit(actor=Actor(user=review.reviewer), review=review, merit=4, feasibility=4,
+                               readiness=4, comment="Sound.", recommended_amounts={"cpu": 15000})
+    open_request = standard("Follow-up")
+    draft = workflow.request_create(actor=pi, project=project, kind="new", tier="standard", title="Draft",
+                                    justification="Later.", amounts={"cpu": 100}, start=start, end=end)
+    make_person("reviewer3@nju.edu.cn", FederationRoleKind.REVIEWER, make_institution("NJU", domains=["nju.edu.cn"]))
+
+    assert reviewed.reviews.filter(state="submitted").count() == 2
+    fed.objects.update(
+        project=project.pk, member=member.pk, draft=draft.pk, reviewed=reviewed.pk, open=open_request.pk,
+        open_review=Review.objects.get(request=open_request, reviewer=fed.users["reviewer"]).pk,
+        allocation=explore.project.allocations.get(origin=explore).pk, start=start.isoformat(),
+        end=end.isoformat(), committee=committee,
+    )
     return fed

@@ -5,14 +5,16 @@ A's objects (never 403, which would confirm the object exists) and change nothin
 A completeness test fails when an endpoint is added without a row here.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
+from django.db import transaction
 from django.urls import get_resolver
 
 from accounts.models import ApiToken, AuditEvent, Institution, Membership
-from tests.factories import ROLES, Fed
+from allocations.models import Allocation, AllocationRequest, LedgerEntry, Project, ProjectMember, Review
+from tests.factories import ROLES, Fed, build_allocation_world, pdf_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +30,7 @@ class Case:
     expect: dict[str, int]
     body: Callable[[Fed, str], dict] = field(default=lambda fed, who: {})
     writes: bool = False
+    fmt: str = "json"
 
 
 def statuses(default: int, **overrides: int) -> dict[str, int]:
@@ -60,31 +63,159 @@ PERSON_ADMIN_ONLY = dict(researcher_a=403, pi_a=403, token_a_read=403, token_a_a
 CASES = [
     Case("me", "get", lambda f: "/api/v1/me/", statuses(200)),
     Case("institution-list", "get", lambda f: "/api/v1/institutions/", statuses(200)),
-    Case("institution-list", "post", lambda f: "/api/v1/institutions/", statuses(403, fedadmin=201),
-         body=lambda f, who: {"name": f"New {who}", "code": f"N{ROLES.index(who)}X", "kind": "institute"},
-         writes=True),
+    Case(
+        "institution-list",
+        "post",
+        lambda f: "/api/v1/institutions/",
+        statuses(403, fedadmin=201),
+        body=lambda f, who: {"name": f"New {who}", "code": f"N{ROLES.index(who)}X", "kind": "institute"},
+        writes=True,
+    ),
     Case("institution-detail", "get", lambda f: f"/api/v1/institutions/{f.a.pk}/", a_members(200)),
-    Case("institution-detail", "patch", lambda f: f"/api/v1/institutions/{f.a.pk}/",
-         a_members(200, **ADMIN_ONLY), body=lambda f, who: {"name": f"北京大学 {who}"}, writes=True),
+    Case(
+        "institution-detail",
+        "patch",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/",
+        a_members(200, **ADMIN_ONLY),
+        body=lambda f, who: {"name": f"北京大学 {who}"},
+        writes=True,
+    ),
     Case("member-list", "get", lambda f: f"/api/v1/institutions/{f.a.pk}/members/", a_members(200)),
-    Case("member-list", "post", lambda f: f"/api/v1/institutions/{f.a.pk}/members/",
-         a_members(201, **ADMIN_ONLY), body=lambda f, who: {"email": f"{who}.new@pku.edu.cn", "role": "researcher"},
-         writes=True),
-    Case("member-detail", "get", lambda f: f"/api/v1/institutions/{f.a.pk}/members/{membership_of_researcher(f)}/",
-         a_members(200)),
-    Case("member-detail", "patch", lambda f: f"/api/v1/institutions/{f.a.pk}/members/{membership_of_researcher(f)}/",
-         a_members(200, **ADMIN_ONLY), body=lambda f, who: {"role": "pi"}, writes=True),
-    Case("member-detail", "delete",
-         lambda f: f"/api/v1/institutions/{f.a.pk}/members/{membership_of_researcher(f)}/",
-         a_members(204, **ADMIN_ONLY), writes=True),
-    Case("token-list", "get", lambda f: f"/api/v1/institutions/{f.a.pk}/tokens/",
-         a_members(200, **PERSON_ADMIN_ONLY)),
-    Case("token-list", "post", lambda f: f"/api/v1/institutions/{f.a.pk}/tokens/",
-         a_members(201, **PERSON_ADMIN_ONLY), body=lambda f, who: {"name": f"t-{who}", "scopes": ["read"]},
-         writes=True),
-    Case("token-revoke", "post", lambda f: f"/api/v1/institutions/{f.a.pk}/tokens/{a_token(f)}/revoke/",
-         a_members(200, **PERSON_ADMIN_ONLY), writes=True),
+    Case(
+        "member-list",
+        "post",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/members/",
+        a_members(201, **ADMIN_ONLY),
+        body=lambda f, who: {"email": f"{who}.new@pku.edu.cn", "role": "researcher"},
+        writes=True,
+    ),
+    Case(
+        "member-detail",
+        "get",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/members/{membership_of_researcher(f)}/",
+        a_members(200),
+    ),
+    Case(
+        "member-detail",
+        "patch",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/members/{membership_of_researcher(f)}/",
+        a_members(200, **ADMIN_ONLY),
+        body=lambda f, who: {"role": "pi"},
+        writes=True,
+    ),
+    Case(
+        "member-detail",
+        "delete",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/members/{membership_of_researcher(f)}/",
+        a_members(204, **ADMIN_ONLY),
+        writes=True,
+    ),
+    Case("token-list", "get", lambda f: f"/api/v1/institutions/{f.a.pk}/tokens/", a_members(200, **PERSON_ADMIN_ONLY)),
+    Case(
+        "token-list",
+        "post",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/tokens/",
+        a_members(201, **PERSON_ADMIN_ONLY),
+        body=lambda f, who: {"name": f"t-{who}", "scopes": ["read"]},
+        writes=True,
+    ),
+    Case(
+        "token-revoke",
+        "post",
+        lambda f: f"/api/v1/institutions/{f.a.pk}/tokens/{a_token(f)}/revoke/",
+        a_members(200, **PERSON_ADMIN_ONLY),
+        writes=True,
+    ),
     Case("audit-list", "get", lambda f: f"/api/v1/institutions/{f.a.pk}/audit/", a_members(200, **ADMIN_ONLY)),
+]
+
+# --- allocations: objects of institution A built by build_allocation_world ---------------
+# Who can read A's project, requests and allocations: its members, admin, tokens, the committee.
+SEES_A = dict(committee=200)
+REVIEWER_SEES = dict(reviewer=200)
+NOT_PI = dict(researcher_a=403, admin_a=403, token_a_read=403)
+COMMITTEE_ONLY_A = dict(researcher_a=403, pi_a=403, admin_a=403, token_a_read=403, token_a_admin=403)
+
+
+def objects(fed: Fed, name: str) -> int:
+    return fed.objects[name]
+
+
+def project_body(fed: Fed, who: str) -> dict:
+    return {"institution_id": fed.a.pk, "title": f"P {who}", "abstract": "A", "discipline": "physics",
+            "start": "2026-12-01", "end": "2027-12-01"}
+
+
+def request_body(fed: Fed, who: str) -> dict:
+    return {"project": objects(fed, "project"), "tier": "explore", "title": f"R {who}", "justification": "J",
+            "amounts": {"cpu": 100}, "start": objects(fed, "start"), "end": objects(fed, "end")}
+
+
+P = "/api/v1/projects/{}/"
+R = "/api/v1/requests/{}/"
+A = "/api/v1/allocations/{}/"
+
+CASES += [
+    Case("resource-class-list", "get", lambda f: "/api/v1/resource-classes/", statuses(200)),
+    Case("allocation-rules", "get", lambda f: "/api/v1/allocation-rules/", statuses(200)),
+    Case("project-list", "get", lambda f: "/api/v1/projects/", statuses(200)),
+    Case("project-list", "post", lambda f: "/api/v1/projects/",
+         a_members(201, researcher_a=403, admin_a=403, token_a_read=403, token_a_admin=403, fedadmin=403),
+         body=project_body, writes=True),
+    Case("project-detail", "get", lambda f: P.format(objects(f, "project")), a_members(200, **SEES_A)),
+    Case("project-detail", "patch", lambda f: P.format(objects(f, "project")),
+         a_members(200, researcher_a=403, token_a_read=403, committee=403), body=lambda f, w: {"title": f"T {w}"},
+         writes=True),
+    Case("project-member-list", "get", lambda f: P.format(objects(f, "project")) + "members/",
+         a_members(200, **SEES_A)),
+    Case("project-member-list", "post", lambda f: P.format(objects(f, "project")) + "members/",
+         a_members(201, researcher_a=403, token_a_read=403, committee=403),
+         body=lambda f, w: {"email": "admin@pku.edu.cn"}, writes=True),
+    Case("project-member-detail", "delete",
+         lambda f: P.format(objects(f, "project")) + f"members/{objects(f, 'member')}/",
+         a_members(204, researcher_a=403, token_a_read=403, committee=403), writes=True),
+    Case("request-list", "get", lambda f: "/api/v1/requests/", statuses(200)),
+    Case("request-list", "post", lambda f: "/api/v1/requests/",
+         a_members(201, **NOT_PI, fedadmin=403, committee=403), body=request_body, writes=True),
+    Case("request-detail", "get", lambda f: R.format(objects(f, "reviewed")),
+         a_members(200, **SEES_A, **REVIEWER_SEES)),
+    Case("request-detail", "patch", lambda f: R.format(objects(f, "draft")),
+         a_members(200, **NOT_PI, fedadmin=404), body=lambda f, w: {"title": f"D {w}"}, writes=True),
+    Case("request-attachment", "post", lambda f: R.format(objects(f, "draft")) + "attachment/",
+         a_members(200, **NOT_PI, fedadmin=404), body=lambda f, w: {"file": pdf_upload()}, writes=True,
+         fmt="multipart"),
+    Case("request-submit", "post", lambda f: R.format(objects(f, "draft")) + "submit/",
+         a_members(200, **NOT_PI, fedadmin=404), writes=True),
+    Case("request-withdraw", "post", lambda f: R.format(objects(f, "reviewed")) + "withdraw/",
+         a_members(200, **NOT_PI, fedadmin=403, committee=403, reviewer=403), writes=True),
+    Case("request-assign", "post", lambda f: R.format(objects(f, "reviewed")) + "assign/",
+         a_members(200, **COMMITTEE_ONLY_A, committee=200, reviewer=403),
+         body=lambda f, w: {"reviewer": "reviewer3@nju.edu.cn"}, writes=True),
+    Case("request-decide", "post", lambda f: R.format(objects(f, "reviewed")) + "decide/",
+         a_members(200, **COMMITTEE_ONLY_A, committee=200, reviewer=403),
+         body=lambda f, w: {"outcome": "award", "amounts": {"cpu": 1000}, "reason": "Strong case."}, writes=True),
+    Case("request-history", "get", lambda f: R.format(objects(f, "reviewed")) + "history/",
+         a_members(200, **SEES_A, **REVIEWER_SEES)),
+    Case("request-reviews", "get", lambda f: R.format(objects(f, "reviewed")) + "reviews/",
+         a_members(200, **SEES_A, **REVIEWER_SEES)),
+    Case("review-list", "get", lambda f: "/api/v1/reviews/", statuses(200)),
+    Case("review-detail", "get", lambda f: f"/api/v1/reviews/{objects(f, 'open_review')}/",
+         statuses(404, reviewer=200, committee=200, fedadmin=200)),
+    Case("review-submit", "post", lambda f: f"/api/v1/reviews/{objects(f, 'open_review')}/submit/",
+         statuses(404, reviewer=200, committee=403, fedadmin=403, token_a_read=403),
+         body=lambda f, w: {"merit": 4, "feasibility": 4, "readiness": 3, "comment": "Good."}, writes=True),
+    Case("review-conflict", "post", lambda f: f"/api/v1/reviews/{objects(f, 'open_review')}/conflict/",
+         statuses(404, reviewer=200, committee=403, fedadmin=403, token_a_read=403),
+         body=lambda f, w: {"reason": "Co-author."},
+         writes=True),
+    Case("allocation-list", "get", lambda f: "/api/v1/allocations/", statuses(200)),
+    Case("allocation-detail", "get", lambda f: A.format(objects(f, "allocation")), a_members(200, **SEES_A)),
+    Case("allocation-state", "post", lambda f: A.format(objects(f, "allocation")) + "state/",
+         a_members(200, **COMMITTEE_ONLY_A, committee=200),
+         body=lambda f, w: {"state": "suspended", "reason": "Audit."}, writes=True),
+    Case("ledger-list", "get", lambda f: A.format(objects(f, "allocation")) + "ledger/", a_members(200, **SEES_A)),
+    Case("ledger-export", "get", lambda f: A.format(objects(f, "allocation")) + "ledger/export/",
+         a_members(200, **SEES_A)),
 ]
 
 
@@ -95,30 +226,69 @@ def state_of_a(fed: Fed) -> tuple:
         sorted(Membership.objects.filter(institution=fed.a).values_list("user__email", "role")),
         sorted(ApiToken.objects.filter(institution=fed.a).values_list("name", "revoked_at")),
         AuditEvent.objects.filter(institution=fed.a).count(),
+        sorted(Project.objects.filter(institution=fed.a).values_list("pk", "title")),
+        sorted(ProjectMember.objects.filter(project__institution=fed.a).values_list("pk", flat=True)),
+        sorted(AllocationRequest.objects.filter(institution=fed.a).values_list("pk", "state", "title")),
+        sorted(Review.objects.filter(request__institution=fed.a).values_list("pk", "state")),
+        sorted(Allocation.objects.filter(institution=fed.a).values_list("pk", "state")),
+        LedgerEntry.objects.filter(allocation__institution=fed.a).count(),
     )
 
 
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method.upper()} {c.name}")
-def test_access_matrix(fed, case, role):
+@pytest.fixture
+def world(fed) -> Fed:
+    """Institution A's allocation objects, built through the services (see build_allocation_world)."""
+    build_allocation_world(fed)
+    return fed
+
+
+def run_case(fed: Fed, case: Case, role: str) -> str | None:
+    """Call one endpoint as one role; describe the mismatch, if any. Refused writes change nothing."""
     expected = case.expect[role]
     url = case.url(fed)
     before = state_of_a(fed)
-    client = fed.client(role)
-    response = getattr(client, case.method)(url, case.body(fed, role), format="json")
-    assert response.status_code == expected, (role, case.method, url, response.content[:300])
+    response = getattr(fed.client(role), case.method)(url, case.body(fed, role), format=case.fmt)
+    if response.status_code != expected:
+        return f"{case.method.upper()} {url} as {role}: {response.status_code}, expected {expected}: " + (
+            response.content[:200].decode(errors="replace"))
     if response.status_code >= 400:
-        assert set(response.json()["error"]) == {"code", "message", "fields"}
-        if case.writes:
-            assert state_of_a(fed) == before, "a refused write changed something"
+        if set(response.json()["error"]) != {"code", "message", "fields"}:
+            return f"{case.method.upper()} {url} as {role}: error not in the API's shape"
+        if case.writes and state_of_a(fed) != before:
+            return f"{case.method.upper()} {url} as {role}: refused ({response.status_code}) but changed state"
+    return None
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_access_matrix(world, role):
+    """Every endpoint for this role, each inside a savepoint rolled back afterwards, so every
+    case starts from the same world (built once per role: fast enough to cover everything)."""
+    mismatches = []
+    for case in CASES:
+        savepoint = transaction.savepoint()
+        try:
+            mismatch = run_case(world, case, role)
+        finally:
+            transaction.savepoint_rollback(savepoint)
+        if mismatch:
+            mismatches.append(mismatch)
+    assert mismatches == []
 
 
 @pytest.mark.parametrize("role", sorted(FOREIGN | {"researcher_a", "token_a_read"}))
 def test_lists_never_show_foreign_institutions(fed, role):
     client = fed.client(role)
     listed = {row["code"] for row in client.get("/api/v1/institutions/").json()["results"]}
-    own = {"researcher_a": {"PKU"}, "token_a_read": {"PKU"}, "admin_b": {"THU"}, "researcher_b": {"THU"},
-           "token_b_admin": {"THU"}, "reviewer": {"USTC"}, "committee": set(), "operator": set()}[role]
+    own = {
+        "researcher_a": {"PKU"},
+        "token_a_read": {"PKU"},
+        "admin_b": {"THU"},
+        "researcher_b": {"THU"},
+        "token_b_admin": {"THU"},
+        "reviewer": {"USTC"},
+        "committee": set(),
+        "operator": set(),
+    }[role]
     assert listed == own
 
 

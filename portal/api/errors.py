@@ -25,8 +25,16 @@ _DEFAULT_CODES = {
 }
 
 _DRF_GENERIC_CODES = {
-    "error", "not_authenticated", "authentication_failed", "permission_denied", "not_found",
-    "method_not_allowed", "not_acceptable", "unsupported_media_type", "parse_error", "throttled",
+    "error",
+    "not_authenticated",
+    "authentication_failed",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "not_acceptable",
+    "unsupported_media_type",
+    "parse_error",
+    "throttled",
 }
 
 

@@ -7,6 +7,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.test.utils import override_settings
 
 from accounts import services
 from accounts.actors import system_actor
@@ -26,17 +27,33 @@ DEMO_USERS = [
     ("pi@pku.edu.cn", "王芳 Wang Fang", "PKU", InstitutionRole.PI, None, "PI"),
     ("admin@pku.edu.cn", "张伟 Zhang Wei", "PKU", InstitutionRole.INSTITUTION_ADMIN, None, "institution admin"),
     ("pi@tsinghua.edu.cn", "陈静 Chen Jing", "THU", InstitutionRole.PI, None, "PI (another tenant)"),
-    ("admin@tsinghua.edu.cn", "刘洋 Liu Yang", "THU", InstitutionRole.INSTITUTION_ADMIN, None,
-     "institution admin (another tenant)"),
-    ("reviewer@ustc.edu.cn", "赵磊 Zhao Lei", "USTC", InstitutionRole.RESEARCHER, FederationRoleKind.REVIEWER,
-     "reviewer"),
-    ("reviewer2@ict.ac.cn", "孙丽 Sun Li", "ICT", InstitutionRole.RESEARCHER, FederationRoleKind.REVIEWER,
-     "reviewer"),
-    ("committee@scnet.example.cn", "周强 Zhou Qiang", None, None, FederationRoleKind.COMMITTEE,
-     "allocation committee"),
+    (
+        "admin@tsinghua.edu.cn",
+        "刘洋 Liu Yang",
+        "THU",
+        InstitutionRole.INSTITUTION_ADMIN,
+        None,
+        "institution admin (another tenant)",
+    ),
+    (
+        "reviewer@ustc.edu.cn",
+        "赵磊 Zhao Lei",
+        "USTC",
+        InstitutionRole.RESEARCHER,
+        FederationRoleKind.REVIEWER,
+        "reviewer",
+    ),
+    ("reviewer2@ict.ac.cn", "孙丽 Sun Li", "ICT", InstitutionRole.RESEARCHER, FederationRoleKind.REVIEWER, "reviewer"),
+    ("committee@scnet.example.cn", "周强 Zhou Qiang", None, None, FederationRoleKind.COMMITTEE, "allocation committee"),
     ("operator@scnet.example.cn", "吴军 Wu Jun", None, None, FederationRoleKind.SITE_OPERATOR, "site operator"),
-    ("fedadmin@scnet.example.cn", "郑华 Zheng Hua", None, None, FederationRoleKind.FEDERATION_ADMIN,
-     "federation admin"),
+    (
+        "fedadmin@scnet.example.cn",
+        "郑华 Zheng Hua",
+        None,
+        None,
+        FederationRoleKind.FEDERATION_ADMIN,
+        "federation admin",
+    ),
 ]
 
 
@@ -46,8 +63,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
-    @transaction.atomic
     def handle(self, *args, quiet=False, **options):
+        # Demo data must not email the demo people (the console backend would flood the output).
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+            with transaction.atomic():
+                self._seed(quiet)
+        if not quiet:
+            password = settings.SUANWANG["DEMO_PASSWORD"]
+            self.stdout.write(self.style.SUCCESS(f"Demo federation ready. Demo logins (password: {password}):"))
+            for email, _, code, _, _, what in DEMO_USERS:
+                self.stdout.write(f"  {what:<36} {email}" + (f"  [{code}]" if code else ""))
+
+    def _seed(self, quiet: bool) -> None:
         actor = system_actor()
         password = settings.SUANWANG["DEMO_PASSWORD"]
         institutions = {}
@@ -76,8 +103,3 @@ class Command(BaseCommand):
             if importlib.util.find_spec(f"{app_config.name}.demo") is not None:
                 module = importlib.import_module(f"{app_config.name}.demo")
                 module.seed(actor=actor, institutions=institutions, stdout=None if quiet else self.stdout)
-
-        if not quiet:
-            self.stdout.write(self.style.SUCCESS(f"Demo federation ready. Demo logins (password: {password}):"))
-            for email, _, code, _, _, what in DEMO_USERS:
-                self.stdout.write(f"  {what:<36} {email}" + (f"  [{code}]" if code else ""))

@@ -1,0 +1,265 @@
+"""The ledger: awards, holds, charges, releases, refunds, transfers, adjustments.
+
+Every function writes append-only ``LedgerEntry`` rows and moves the matching
+``AllocationBalance`` column in the same transaction. Locking discipline:
+
+- a hold is one conditional UPDATE (``... WHERE awarded >= held + charged + x``): atomic in
+  PostgreSQL without an explicit lock, and refused (0 rows) when it would overspend;
+- operations touching several balance rows lock them with ``select_for_update`` in primary-key
+  order, so concurrent writers cannot deadlock;
+- the CHECK constraint ``balance_never_negative`` is the last line: a bug cannot overspend.
+
+Amounts here are integer smallest units (see ``ResourceClass.scale``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.actors import Actor, system_actor
+from accounts.audit import audit_record
+from allocations.models import (
+    Allocation,
+    AllocationBalance,
+    AllocationRequest,
+    AllocationState,
+    Hold,
+    LedgerEntry,
+    LedgerKind,
+    ResourceClass,
+)
+from portal.errors import Conflict, PermissionDenied, ValidationFailed
+from portal.events import institution_group, publish
+
+
+def to_smallest(resource_class: ResourceClass, display_amount: int | Decimal) -> int:
+    return int(Decimal(display_amount) * resource_class.scale)
+
+
+def to_display(resource_class: ResourceClass, units: int) -> Decimal:
+    return (Decimal(units) / resource_class.scale).quantize(Decimal("0.01"))
+
+
+def _entry(
+    allocation: Allocation, resource_class: ResourceClass, kind: str, amount: int, actor: Actor, **extra
+) -> LedgerEntry:
+    return LedgerEntry.objects.create(
+        allocation=allocation,
+        resource_class=resource_class,
+        kind=kind,
+        amount=amount,
+        actor_label=actor.label[:300],
+        **extra,
+    )
+
+
+def _publish_balance(allocation: Allocation, resource_class: ResourceClass, kind: str) -> None:
+    publish(
+        groups=[institution_group(allocation.institution_id)],
+        event="allocation.balance",
+        payload={"allocation": allocation.pk, "class": resource_class.code, "kind": kind},
+    )
+
+
+def _locked_balance(allocation: Allocation, resource_class: ResourceClass) -> AllocationBalance:
+    balance, _ = AllocationBalance.objects.get_or_create(allocation=allocation, resource_class=resource_class)
+    return AllocationBalance.objects.select_for_update().get(pk=balance.pk)
+
+
+def _require_usable(allocation: Allocation) -> None:
+    today = timezone.localdate()
+    if allocation.state != AllocationState.ACTIVE or not (allocation.start <= today <= allocation.end):
+        raise Conflict("The allocation is not active today.", code="allocation_not_active")
+
+
+@transaction.atomic
+def ledger_award(
+    *, actor: Actor, allocation: Allocation, amounts: dict[str, int], request: AllocationRequest | None
+) -> list[LedgerEntry]:
+    """Credit awarded display amounts ({class code: units}) to an allocation."""
+    classes = {rc.code: rc for rc in ResourceClass.objects.filter(code__in=amounts)}
+    entries = []
+    for code in sorted(amounts):
+        rc = classes[code]
+        units = to_smallest(rc, amounts[code])
+        if units <= 0:
+            continue
+        balance = _locked_balance(allocation, rc)
+        balance.awarded = F("awarded") + units
+        balance.save(update_fields=["awarded"])
+        entries.append(
+            _entry(
+                allocation,
+                rc,
+                LedgerKind.AWARD,
+                units,
+                actor,
+                request=request,
+                memo=f"award of {amounts[code]} {rc.unit}",
+            )
+        )
+        _publish_balance(allocation, rc, LedgerKind.AWARD)
+    return entries
+
+
+@transaction.atomic
+def place_hold(
+    *, allocation: Allocation, resource_class: ResourceClass, amount: int, job_ref: str, actor: Actor | None = None
+) -> Hold:
+    """Reserve ``amount`` smallest units for a job; refused with 409 if the balance is short."""
+    actor = actor or system_actor()
+    if amount <= 0:
+        raise ValidationFailed("A hold must be positive.", code="invalid_amount")
+    _require_usable(allocation)
+    moved = AllocationBalance.objects.filter(
+        allocation=allocation,
+        resource_class=resource_class,
+        awarded__gte=F("held") + F("charged") + amount,
+    ).update(held=F("held") + amount)
+    if moved != 1:
+        raise Conflict(
+            f"Not enough {resource_class.code} left in allocation #{allocation.pk}.", code="insufficient_balance"
+        )
+    hold = Hold.objects.create(allocation=allocation, resource_class=resource_class, amount=amount, job_ref=job_ref)
+    _entry(allocation, resource_class, LedgerKind.HOLD, amount, actor, hold=hold, job_ref=job_ref)
+    _publish_balance(allocation, resource_class, LedgerKind.HOLD)
+    return hold
+
+
+def _lock_open_hold(hold: Hold) -> Hold | None:
+    hold = Hold.objects.select_for_update(of=("self",)).select_related("allocation", "resource_class").get(pk=hold.pk)
+    return hold if hold.state == Hold.State.OPEN else None
+
+
+@transaction.atomic
+def settle(*, hold: Hold, actual: int, actor: Actor | None = None) -> int:
+    """Charge the actual use and release the rest of the hold. Idempotent: a settled or
+    released hold is left alone. Returns the amount charged.
+
+    A job that used more than was held is charged the excess only as far as the balance
+    allows (the rest is written off in the memo): usage is never lost, balances never negative.
+    """
+    actor = actor or system_actor()
+    if actual < 0:
+        raise ValidationFailed("Actual use cannot be negative.", code="invalid_amount")
+    locked = _lock_open_hold(hold)
+    if locked is None:
+        return 0
+    hold = locked
+    balance = AllocationBalance.objects.select_for_update().get(
+        allocation=hold.allocation, resource_class=hold.resource_class
+    )
+    charge = min(actual, hold.amount + balance.available)
+    balance.held -= hold.amount
+    balance.charged += charge
+    balance.save(update_fields=["held", "charged"])
+    hold.state, hold.closed_at = Hold.State.SETTLED, timezone.now()
+    hold.save(update_fields=["state", "closed_at"])
+    common = {"hold": hold, "job_ref": hold.job_ref}
+    _entry(hold.allocation, hold.resource_class, LedgerKind.RELEASE, -hold.amount, actor, **common)
+    if charge:
+        memo = "" if charge == actual else f"used {actual}, balance allowed {charge}; {actual - charge} written off"
+        _entry(hold.allocation, hold.resource_class, LedgerKind.CHARGE, charge, actor, memo=memo, **common)
+    _publish_balance(hold.allocation, hold.resource_class, LedgerKind.CHARGE)
+    return charge
+
+
+@transaction.atomic
+def release(*, hold: Hold, actor: Actor | None = None) -> None:
+    """Give a hold back untouched (job cancelled before it ran). Idempotent."""
+    actor = actor or system_actor()
+    hold = _lock_open_hold(hold)
+    if hold is None:
+        return
+    AllocationBalance.objects.filter(allocation=hold.allocation, resource_class=hold.resource_class).update(
+        held=F("held") - hold.amount
+    )
+    hold.state, hold.closed_at = Hold.State.RELEASED, timezone.now()
+    hold.save(update_fields=["state", "closed_at"])
+    _entry(
+        hold.allocation, hold.resource_class, LedgerKind.RELEASE, -hold.amount, actor, hold=hold, job_ref=hold.job_ref
+    )
+    _publish_balance(hold.allocation, hold.resource_class, LedgerKind.RELEASE)
+
+
+@transaction.atomic
+def refund(
+    *,
+    allocation: Allocation,
+    resource_class: ResourceClass,
+    amount: int,
+    job_ref: str,
+    memo: str,
+    actor: Actor | None = None,
+) -> LedgerEntry:
+    """Give back charged units (e.g. a job lost to a site fault)."""
+    actor = actor or system_actor()
+    moved = AllocationBalance.objects.filter(
+        allocation=allocation, resource_class=resource_class, charged__gte=amount
+    ).update(charged=F("charged") - amount)
+    if amount <= 0 or moved != 1:
+        raise Conflict("Cannot refund more than was charged.", code="refund_exceeds_charges")
+    entry = _entry(allocation, resource_class, LedgerKind.REFUND, -amount, actor, job_ref=job_ref, memo=memo[:500])
+    _publish_balance(allocation, resource_class, LedgerKind.REFUND)
+    return entry
+
+
+@transaction.atomic
+def adjust(
+    *, actor: Actor, allocation: Allocation, resource_class: ResourceClass, amount: int, memo: str
+) -> LedgerEntry:
+    """A federation admin's correction of the awarded amount (signed), with a reason."""
+    if not actor.is_federation_admin:
+        raise PermissionDenied("Only a federation admin can adjust balances.", code="federation_admin_required")
+    if amount == 0 or not memo.strip():
+        raise ValidationFailed("An adjustment needs a non-zero amount and a reason.", code="invalid_adjustment")
+    balance = _locked_balance(allocation, resource_class)
+    if balance.available + amount < 0:
+        raise Conflict("The adjustment would make the balance negative.", code="insufficient_balance")
+    balance.awarded += amount
+    balance.save(update_fields=["awarded"])
+    entry = _entry(allocation, resource_class, LedgerKind.ADJUSTMENT, amount, actor, memo=memo[:500])
+    audit_record(
+        actor=actor,
+        action="ledger.adjust",
+        obj=entry,
+        institution=allocation.institution_id,
+        after={"allocation": allocation.pk, "class": resource_class.code, "amount": amount, "memo": memo},
+    )
+    _publish_balance(allocation, resource_class, LedgerKind.ADJUSTMENT)
+    return entry
+
+
+@transaction.atomic
+def transfer(
+    *, actor: Actor, source: Allocation, target: Allocation, resource_class: ResourceClass, amount: int, memo: str
+) -> tuple[LedgerEntry, LedgerEntry]:
+    """Move awarded, unused units between two allocations of one project."""
+    if source.project_id != target.project_id or source.pk == target.pk:
+        raise ValidationFailed("Transfers are between two allocations of one project.", code="invalid_transfer")
+    if amount <= 0:
+        raise ValidationFailed("A transfer must be positive.", code="invalid_amount")
+    first, second = sorted([source, target], key=lambda a: a.pk)
+    locked = {a.pk: _locked_balance(a, resource_class) for a in (first, second)}
+    if locked[source.pk].available < amount:
+        raise Conflict("Not enough unused balance to transfer.", code="insufficient_balance")
+    try:
+        with transaction.atomic():
+            AllocationBalance.objects.filter(pk=locked[source.pk].pk).update(awarded=F("awarded") - amount)
+            AllocationBalance.objects.filter(pk=locked[target.pk].pk).update(awarded=F("awarded") + amount)
+    except IntegrityError:
+        raise Conflict("Not enough unused balance to transfer.", code="insufficient_balance") from None
+    out = _entry(source, resource_class, LedgerKind.TRANSFER, -amount, actor, memo=f"to #{target.pk}: {memo}"[:500])
+    into = _entry(target, resource_class, LedgerKind.TRANSFER, amount, actor, memo=f"from #{source.pk}: {memo}"[:500])
+    audit_record(
+        actor=actor,
+        action="ledger.transfer",
+        obj=out,
+        institution=source.institution_id,
+        after={"from": source.pk, "to": target.pk, "class": resource_class.code, "amount": amount},
+    )
+    return out, into
