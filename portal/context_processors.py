@@ -1,7 +1,50 @@
+"""What every portal page needs in its top bar: the actor, the navigation for their roles, their institutions."""
+
+from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
+from django.utils.translation import gettext as _
+
+from accounts.access import institutions_for
 from accounts.actors import actor_for_request
+from accounts.models import InstitutionRole
+
+
+def _nav(request, actor, institutions) -> list[dict]:
+    items = [{"label": _("Dashboard"), "url": reverse("portal:dashboard"), "prefix": None}]
+    for institution in institutions:
+        if actor.memberships.get(institution.pk) == InstitutionRole.INSTITUTION_ADMIN:
+            items.append(
+                {
+                    "label": _("%(code)s administration") % {"code": institution.code},
+                    "url": reverse("portal:institution_members", args=[institution.pk]),
+                    "prefix": f"/institutions/{institution.pk}/",
+                }
+            )
+    if actor.is_federation_admin:
+        items.append(
+            {
+                "label": _("Institutions"),
+                "url": reverse("portal:federation_institutions"),
+                "prefix": "/federation/",
+            }
+        )
+    for item in items:
+        prefix = item.pop("prefix")
+        item["active"] = request.path == item["url"] if prefix is None else request.path.startswith(prefix)
+    return items
 
 
 def portal_context(request):
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    return {"actor": actor_for_request(request)}
+    actor = actor_for_request(request)
+
+    def own_institutions():
+        return list(institutions_for(actor).filter(pk__in=actor.institution_ids()).order_by("code"))
+
+    institutions = SimpleLazyObject(own_institutions)
+    return {
+        "actor": actor,
+        "portal_institutions": institutions,
+        "portal_nav": SimpleLazyObject(lambda: _nav(request, actor, institutions)),
+    }

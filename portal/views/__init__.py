@@ -1,0 +1,1 @@
+"""Server-rendered portal views, one module per area."""
