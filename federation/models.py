@@ -27,3 +27,140 @@ class AcceleratorFamily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+
+class SiteState(models.TextChoices):
+    ONLINE = "online", _("Online")
+    DEGRADED = "degraded", _("Degraded")
+    DRAINING = "draining", _("Draining")
+    OFFLINE = "offline", _("Offline")
+
+
+class AdapterKind(models.TextChoices):
+    SIMULATED = "simulated", _("Simulated centre")
+    SLURM = "slurm", _("Slurm (slurmrestd)")
+
+
+def default_price_schedule() -> list[dict]:
+    """Peak 08:00-22:00 local time at 120 %, valley at 80 % (per-mille multipliers)."""
+    return [{"start_hour": 8, "end_hour": 22, "multiplier_permille": 1200},
+            {"start_hour": 22, "end_hour": 8, "multiplier_permille": 800}]
+
+
+class Site(models.Model):
+    """A supercomputing centre of the federation (public: every user may see sites)."""
+
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=200)
+    city = models.CharField(_("city"), max_length=100)
+    state = models.CharField(_("state"), max_length=16, choices=SiteState.choices, default=SiteState.ONLINE)
+    state_reason = models.CharField(max_length=300, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    adapter = models.CharField(max_length=16, choices=AdapterKind.choices, default=AdapterKind.SIMULATED)
+    # Site currency units per national credit (centres bill in their own units).
+    exchange_rate = models.DecimalField(max_digits=10, decimal_places=4, default=1)
+    price_schedule = models.JSONField(default=default_price_schedule)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [models.CheckConstraint(condition=models.Q(exchange_rate__gt=0), name="site_rate_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Partition(models.Model):
+    """A pool of identical nodes at a site."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="partitions")
+    name = models.SlugField(max_length=48)
+    ecosystem = models.CharField(max_length=16, choices=Ecosystem.choices)
+    family = models.ForeignKey(AcceleratorFamily, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="partitions")
+    accelerator_model = models.CharField(max_length=32, blank=True)
+    nodes = models.PositiveIntegerField()
+    cores_per_node = models.PositiveIntegerField()
+    memory_mb_per_node = models.PositiveIntegerField()
+    gpus_per_node = models.PositiveIntegerField(default=0)
+    max_walltime_s = models.PositiveIntegerField(default=7 * 24 * 3600)
+    # Credits per core-hour and per card-hour before the peak/valley multiplier.
+    price_core_hour = models.DecimalField(max_digits=10, decimal_places=4)
+    price_card_hour = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+
+    class Meta:
+        ordering = ["site_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="partition_unique_name_per_site"),
+            models.CheckConstraint(condition=models.Q(nodes__gt=0) & models.Q(cores_per_node__gt=0),
+                                   name="partition_has_capacity"),
+            models.CheckConstraint(
+                condition=models.Q(gpus_per_node=0, family__isnull=True) | models.Q(gpus_per_node__gt=0,
+                                                                                    family__isnull=False),
+                name="partition_gpus_match_family"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site.code}/{self.name}"
+
+    @property
+    def total_cards(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def total_cores(self) -> int:
+        return self.nodes * self.cores_per_node
+
+
+class Application(models.Model):
+    """An AI4S application or model in the federation's catalogue."""
+
+    code = models.SlugField(max_length=48, unique=True)
+    name = models.CharField(max_length=100)
+    category = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    ecosystems = models.JSONField(default=list)
+    partitions = models.ManyToManyField(Partition, related_name="applications", blank=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SiteOperator(models.Model):
+    """Binds a person holding the site_operator federation role to the site they run."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="operated_sites")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="operators")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "site"], name="site_operator_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} operates {self.site.code}"
+
+
+class CapacityCommitment(models.Model):
+    """What a site commits to the federation for a period, per resource class (smallest units)."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="commitments")
+    resource_class = models.ForeignKey("allocations.ResourceClass", on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    amount = models.BigIntegerField()
+    set_by = models.CharField(max_length=300)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["site_id", "period_start", "resource_class_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "resource_class", "period_start"], name="commitment_unique"),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="commitment_not_negative"),
+            models.CheckConstraint(condition=models.Q(period_end__gt=models.F("period_start")),
+                                   name="commitment_period_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site.code} {self.resource_class_id} {self.period_start}: {self.amount}"

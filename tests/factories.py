@@ -170,6 +170,7 @@ def build_allocation_world(fed: Fed) -> Fed:
     make_person("reviewer3@nju.edu.cn", FederationRoleKind.REVIEWER, make_institution("NJU", domains=["nju.edu.cn"]))
 
     assert reviewed.reviews.filter(state="submitted").count() == 2
+    build_small_federation(fed)
     fed.objects.update(
         project=project.pk, member=member.pk, draft=draft.pk, reviewed=reviewed.pk, open=open_request.pk,
         open_review=Review.objects.get(request=open_request, reviewer=fed.users["reviewer"]).pk,
@@ -177,3 +178,21 @@ def build_allocation_world(fed: Fed) -> Fed:
         end=end.isoformat(), committee=committee,
     )
     return fed
+
+
+def build_small_federation(fed: Fed) -> None:
+    """Two centres (zhengzhou, tianjin) from the shipped inventory at scale 1; the operator runs zhengzhou."""
+    from accounts.actors import system_actor
+    from allocations.catalogue import ensure_resource_classes
+    from federation import services as fed_services
+    from federation.applications import APPLICATIONS
+    from federation.inventory import DEFAULT_INVENTORY, NATIONAL_CENTRES, plan_federation, read_inventory
+    from federation.models import Site
+
+    prices = {rc.code: rc.credits_per_unit for rc in ensure_resource_classes()}
+    centres = [c for c in NATIONAL_CENTRES if c.code in ("zhengzhou", "tianjin")]
+    plans = plan_federation(read_inventory(DEFAULT_INVENTORY), scale=1, centres=centres)
+    fed_services.sites_build(actor=system_actor(), plans=plans, national_prices=prices)
+    fed_services.applications_publish(actor=system_actor(), catalogue=APPLICATIONS)
+    fed_services.site_operator_bind(actor=system_actor(), user=fed.users["operator"],
+                                    site=Site.objects.get(code="zhengzhou"))

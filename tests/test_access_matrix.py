@@ -14,6 +14,7 @@ from django.urls import get_resolver
 
 from accounts.models import ApiToken, AuditEvent, Institution, Membership
 from allocations.models import Allocation, AllocationRequest, LedgerEntry, Project, ProjectMember, Review
+from federation.models import CapacityCommitment, Site
 from tests.factories import ROLES, Fed, build_allocation_world, pdf_upload
 
 pytestmark = pytest.mark.django_db
@@ -218,6 +219,20 @@ CASES += [
          a_members(200, **SEES_A)),
 ]
 
+# --- federation: public reads; writes only for the site's operators and federation admins --
+OPERATORS_ONLY = statuses(403, operator=200, fedadmin=200)
+CASES += [
+    Case("site-list", "get", lambda f: "/api/v1/sites/", statuses(200)),
+    Case("site-detail", "get", lambda f: "/api/v1/sites/zhengzhou/", statuses(200)),
+    Case("site-state", "post", lambda f: "/api/v1/sites/zhengzhou/state/", OPERATORS_ONLY,
+         body=lambda f, w: {"state": "draining", "reason": "maintenance"}, writes=True),
+    Case("site-commitments", "get", lambda f: "/api/v1/sites/zhengzhou/commitments/", statuses(200)),
+    Case("site-commitments", "post", lambda f: "/api/v1/sites/zhengzhou/commitments/", OPERATORS_ONLY,
+         body=lambda f, w: {"resource_class": "cpu", "period_start": "2027-01-01", "period_end": "2027-07-01",
+                            "amount": 100000}, writes=True),
+    Case("application-list", "get", lambda f: "/api/v1/applications/", statuses(200)),
+]
+
 
 def state_of_a(fed: Fed) -> tuple:
     institution = Institution.objects.get(pk=fed.a.pk)
@@ -232,6 +247,8 @@ def state_of_a(fed: Fed) -> tuple:
         sorted(Review.objects.filter(request__institution=fed.a).values_list("pk", "state")),
         sorted(Allocation.objects.filter(institution=fed.a).values_list("pk", "state")),
         LedgerEntry.objects.filter(allocation__institution=fed.a).count(),
+        sorted(Site.objects.values_list("code", "state")),
+        sorted(CapacityCommitment.objects.values_list("site__code", "resource_class__code", "amount")),
     )
 
 

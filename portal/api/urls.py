@@ -55,3 +55,13 @@ urlpatterns += [
     path("allocations/<int:allocation_id>/ledger/", alloc_api.LedgerListView.as_view(), name="ledger-list"),
     path("allocations/<int:allocation_id>/ledger/export/", alloc_api.LedgerExportView.as_view(), name="ledger-export"),
 ]
+
+from federation import api as fed_api  # noqa: E402
+
+urlpatterns += [
+    path("sites/", fed_api.SiteListView.as_view(), name="site-list"),
+    path("sites/<slug:site_code>/", fed_api.SiteDetailView.as_view(), name="site-detail"),
+    path("sites/<slug:site_code>/state/", fed_api.SiteStateView.as_view(), name="site-state"),
+    path("sites/<slug:site_code>/commitments/", fed_api.SiteCommitmentView.as_view(), name="site-commitments"),
+    path("applications/", fed_api.ApplicationListView.as_view(), name="application-list"),
+]

@@ -5,6 +5,7 @@ import importlib.util
 
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.test.utils import override_settings
@@ -77,6 +78,7 @@ class Command(BaseCommand):
     def _seed(self, quiet: bool) -> None:
         actor = system_actor()
         password = settings.SUANWANG["DEMO_PASSWORD"]
+        encoded = None
         institutions = {}
         for name, code, kind, domains in INSTITUTIONS:
             institution = Institution.objects.filter(code=code).first()
@@ -89,7 +91,10 @@ class Command(BaseCommand):
         for email, full_name, code, role, federation_role, _ in DEMO_USERS:
             user = User.objects.filter(email=email).first()
             if user is None:
-                user = User.objects.create_user(email=email, full_name=full_name, password=password)
+                user = User.objects.create_user(email=email, full_name=full_name)
+                # One PBKDF2 run for all demo accounts (they share the published demo password).
+                encoded = encoded or make_password(password)
+                User.objects.filter(pk=user.pk).update(password=encoded)
             if code and not Membership.objects.filter(user=user, institution=institutions[code]).exists():
                 services.member_add(actor=actor, institution=institutions[code], email=email, role=role)
             if federation_role:
