@@ -14,6 +14,7 @@ Amounts here are integer smallest units (see ``ResourceClass.scale``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -124,7 +125,8 @@ def place_hold(
         raise Conflict(
             f"Not enough {resource_class.code} left in allocation #{allocation.pk}.", code="insufficient_balance"
         )
-    hold = Hold.objects.create(allocation=allocation, resource_class=resource_class, amount=amount, job_ref=job_ref)
+    hold = Hold.objects.create(allocation=allocation, resource_class=resource_class, amount=amount,
+                               remaining=amount, job_ref=job_ref)
     _entry(allocation, resource_class, LedgerKind.HOLD, amount, actor, hold=hold, job_ref=job_ref)
     _publish_balance(allocation, resource_class, LedgerKind.HOLD)
     return hold
@@ -135,55 +137,80 @@ def _lock_open_hold(hold: Hold) -> Hold | None:
     return hold if hold.state == Hold.State.OPEN else None
 
 
-@transaction.atomic
-def settle(*, hold: Hold, actual: int, actor: Actor | None = None) -> int:
-    """Charge the actual use and release the rest of the hold. Idempotent: a settled or
-    released hold is left alone. Returns the amount charged.
+@dataclass(frozen=True)
+class PartUse:
+    """One job's part of a hold and what it actually used (smallest units); actual None: release."""
 
-    A job that used more than was held is charged the excess only as far as the balance
-    allows (the rest is written off in the memo): usage is never lost, balances never negative.
-    """
+    part: int
+    actual: int | None
+    job_ref: str
+
+
+@transaction.atomic
+def settle_parts(*, hold: Hold, uses: list[PartUse], actor: Actor | None = None) -> list[int]:
+    """Close several jobs' parts of one (aggregated) hold in one transaction: charge each job's
+    actual use and release the rest of its part, or release the part untouched (actual None).
+    Returns what each was charged. A job that used more than its part is charged the excess only
+    as far as the balance allows; the rest is written off in the memo (usage is never lost,
+    balances never negative). Parts beyond what the hold still holds are capped, so a retried
+    settlement cannot release twice (callers also guard by the job's own state)."""
     actor = actor or system_actor()
-    if actual < 0:
-        raise ValidationFailed("Actual use cannot be negative.", code="invalid_amount")
+    if any(u.part < 0 or (u.actual is not None and u.actual < 0) for u in uses):
+        raise ValidationFailed("Amounts cannot be negative.", code="invalid_amount")
     locked = _lock_open_hold(hold)
     if locked is None:
-        return 0
+        return [0] * len(uses)
     hold = locked
-    balance = AllocationBalance.objects.select_for_update().get(
-        allocation=hold.allocation, resource_class=hold.resource_class
-    )
-    charge = min(actual, hold.amount + balance.available)
-    balance.held -= hold.amount
-    balance.charged += charge
+    balance = AllocationBalance.objects.select_for_update().get(allocation=hold.allocation,
+                                                                resource_class=hold.resource_class)
+    available = balance.awarded - balance.held - balance.charged
+    charges, entries = [], []
+    released_total = charged_total = 0
+    for use in uses:
+        part = min(use.part, hold.remaining - released_total)
+        released_total += part
+        available += part
+        charge = 0 if use.actual is None else min(use.actual, available)
+        available -= charge
+        charged_total += charge
+        charges.append(charge)
+        common = {"allocation": hold.allocation, "resource_class": hold.resource_class, "hold": hold,
+                  "job_ref": use.job_ref, "actor_label": actor.label[:300]}
+        if part:
+            entries.append(LedgerEntry(kind=LedgerKind.RELEASE, amount=-part, **common))
+        if charge:
+            memo = "" if charge == use.actual else (
+                f"used {use.actual}, balance allowed {charge}; {use.actual - charge} written off")
+            entries.append(LedgerEntry(kind=LedgerKind.CHARGE, amount=charge, memo=memo, **common))
+    balance.held -= released_total
+    balance.charged += charged_total
     balance.save(update_fields=["held", "charged"])
-    hold.state, hold.closed_at = Hold.State.SETTLED, timezone.now()
-    hold.save(update_fields=["state", "closed_at"])
-    common = {"hold": hold, "job_ref": hold.job_ref}
-    _entry(hold.allocation, hold.resource_class, LedgerKind.RELEASE, -hold.amount, actor, **common)
-    if charge:
-        memo = "" if charge == actual else f"used {actual}, balance allowed {charge}; {actual - charge} written off"
-        _entry(hold.allocation, hold.resource_class, LedgerKind.CHARGE, charge, actor, memo=memo, **common)
+    hold.remaining -= released_total
+    if hold.remaining == 0:
+        hold.state = Hold.State.SETTLED
+        hold.closed_at = timezone.now()
+    hold.save(update_fields=["remaining", "state", "closed_at"])
+    LedgerEntry.objects.bulk_create(entries)
     _publish_balance(hold.allocation, hold.resource_class, LedgerKind.CHARGE)
-    return charge
+    return charges
+
+
+def settle(*, hold: Hold, actual: int, actor: Actor | None = None) -> int:
+    """Charge a single-job hold's actual use and release the rest. Idempotent: a closed hold
+    is left alone (returns 0). Returns the amount charged."""
+    if actual < 0:
+        raise ValidationFailed("Actual use cannot be negative.", code="invalid_amount")
+    return settle_parts(hold=hold, uses=[PartUse(hold.remaining, actual, hold.job_ref)], actor=actor)[0]
 
 
 @transaction.atomic
 def release(*, hold: Hold, actor: Actor | None = None) -> None:
     """Give a hold back untouched (job cancelled before it ran). Idempotent."""
-    actor = actor or system_actor()
-    hold = _lock_open_hold(hold)
-    if hold is None:
+    locked = _lock_open_hold(hold)
+    if locked is None:
         return
-    AllocationBalance.objects.filter(allocation=hold.allocation, resource_class=hold.resource_class).update(
-        held=F("held") - hold.amount
-    )
-    hold.state, hold.closed_at = Hold.State.RELEASED, timezone.now()
-    hold.save(update_fields=["state", "closed_at"])
-    _entry(
-        hold.allocation, hold.resource_class, LedgerKind.RELEASE, -hold.amount, actor, hold=hold, job_ref=hold.job_ref
-    )
-    _publish_balance(hold.allocation, hold.resource_class, LedgerKind.RELEASE)
+    settle_parts(hold=locked, uses=[PartUse(locked.remaining, None, locked.job_ref)], actor=actor)
+    Hold.objects.filter(pk=locked.pk).update(state=Hold.State.RELEASED)
 
 
 @transaction.atomic

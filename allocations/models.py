@@ -348,13 +348,20 @@ class Hold(models.Model):
     allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="holds")
     resource_class = models.ForeignKey(ResourceClass, on_delete=models.PROTECT, related_name="+")
     amount = models.BigIntegerField()
+    # An aggregated hold (one per project, site and batch) is settled job by job: what is
+    # still held. Single-job holds settle at once.
+    remaining = models.BigIntegerField(default=0)
     job_ref = models.CharField(max_length=64)
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            models.CheckConstraint(condition=Q(remaining__gte=0) & Q(remaining__lte=F("amount")),
+                                   name="hold_remaining_within_amount"),
+        ]
         indexes = [models.Index(fields=["job_ref"], name="hold_job_ref")]
 
     def __str__(self) -> str:

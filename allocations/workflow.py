@@ -72,6 +72,7 @@ TRANSITIONS: dict[tuple[str, str], Move] = {
     (S.DRAFT, S.SUBMITTED): Move("submit", is_pi, "the PI"),
     (S.DRAFT, S.APPEALED): Move("submit", is_pi, "the PI"),
     (S.REVISION_REQUESTED, S.SUBMITTED): Move("submit", is_pi, "the PI"),
+    (S.REVISION_REQUESTED, S.APPEALED): Move("submit", is_pi, "the PI"),
     (S.SUBMITTED, S.UNDER_REVIEW): Move("start_review", is_committee, "the committee"),
     (S.APPEALED, S.UNDER_REVIEW): Move("start_review", is_committee, "the committee"),
     (S.UNDER_REVIEW, S.REVISION_REQUESTED): Move("decide", is_committee, "the committee"),
@@ -165,6 +166,7 @@ def _validate_request(
     end: date,
     allocation: Allocation | None,
     appeal_of: AllocationRequest | None,
+    exclude_pk: int | None = None,
 ) -> tuple[dict, object]:
     classes = _prices()
     if kind not in RequestKind.values:
@@ -237,6 +239,10 @@ def _validate_request(
             )
         if appeal_of.state not in (S.APPROVED, S.REJECTED) or appeal_of.kind == RequestKind.APPEAL:
             raise Conflict("Only a decision on a request can be appealed, once.", code="not_appealable")
+        earlier = AllocationRequest.objects.filter(appeal_of=appeal_of).exclude(state=S.WITHDRAWN)
+        if earlier.exclude(pk=exclude_pk).exists():
+            raise Conflict("This decision was already appealed; a decision can be appealed once.",
+                           code="not_appealable")
         if timezone.now() - appeal_of.decided_at > timedelta(days=APPEAL_WINDOW_DAYS):
             raise Conflict(
                 f"Appeals are possible within {APPEAL_WINDOW_DAYS} days of the decision.", code="appeal_window_closed"
@@ -390,6 +396,8 @@ def explore_eligibility_problems(request: AllocationRequest) -> list[str]:
         problems.append("The project has ended.")
     if not project.members.filter(user_id=project.pi_id).exists():
         problems.append("The PI is not on the project.")
+    if request.kind == RequestKind.EXTENSION and request.end <= request.allocation.end:
+        problems.append("The allocation already ends on or after the requested date.")
     other_explore = Allocation.objects.filter(
         project=project, state=AllocationState.ACTIVE, origin__tier=Tier.EXPLORE
     ).exclude(origin=request)
@@ -425,8 +433,19 @@ def request_submit(*, actor: Actor, request: AllocationRequest) -> AllocationReq
             amounts=request.amounts,
             reason="Explore tier: approved automatically.",
         )
-    auto_assign_reviewers(actor=system_actor(), request=request)
-    return AllocationRequest.objects.get(pk=request.pk)
+    system = system_actor()
+    auto_assign_reviewers(actor=system, request=request)
+    request = AllocationRequest.objects.get(pk=request.pk)
+    if request.state in (S.SUBMITTED, S.APPEALED) and _open_reviews(request) >= max(_min_reviews(request), 1):
+        # A revised request goes back to the reviewers it already has (their earlier reviews stay
+        # on record; the committee may ask for more).
+        request = transition(actor=system, request=request, to_state=S.UNDER_REVIEW,
+                             reason="Resubmitted to the assigned reviewers.")
+    return request
+
+
+def _open_reviews(request: AllocationRequest) -> int:
+    return request.reviews.exclude(state=Review.State.DECLINED).count()
 
 
 @transaction.atomic
@@ -497,7 +516,7 @@ def auto_assign_reviewers(*, actor: Actor, request: AllocationRequest) -> list[R
     if not is_committee(actor, request):
         raise PermissionDenied("Only the committee assigns reviewers.", code="committee_required")
     request = AllocationRequest.objects.get(pk=request.pk)
-    needed = _min_reviews(request) - request.reviews.exclude(state=Review.State.DECLINED).count()
+    needed = _min_reviews(request) - _open_reviews(request)
     assigned = []
     for reviewer in eligible_reviewers(request)[: max(needed, 0)]:
         assigned.append(assign_reviewer(actor=actor, request=request, reviewer=reviewer))
@@ -639,14 +658,16 @@ def _decide(*, actor: Actor, request: AllocationRequest, outcome: str, amounts: 
 
 def _apply_award(*, actor: Actor, request: AllocationRequest, awarded: dict[str, int]) -> Allocation:
     """Create or update the Allocation an approved request gives."""
-    kind = request.kind
+    kind, target_id = request.kind, request.allocation_id
     if kind == RequestKind.APPEAL:
+        # An upheld appeal does what the appealed request would have done: top up the allocation
+        # that request created, or act on the allocation it named (supplement, extension).
         parent = request.appeal_of
         existing = Allocation.objects.filter(origin=parent).first()
         if existing is not None:
             ledger_award(actor=actor, allocation=existing, amounts=awarded, request=request)
             return existing
-        kind = RequestKind.NEW
+        kind, target_id = parent.kind, parent.allocation_id
     if kind in (RequestKind.NEW, RequestKind.RENEWAL):
         allocation = Allocation.objects.create(
             institution_id=request.institution_id,
@@ -664,10 +685,12 @@ def _apply_award(*, actor: Actor, request: AllocationRequest, awarded: dict[str,
         )
         ledger_award(actor=actor, allocation=allocation, amounts=awarded, request=request)
         return allocation
-    allocation = Allocation.objects.select_for_update().get(pk=request.allocation_id)
+    allocation = Allocation.objects.select_for_update().get(pk=target_id)
     if kind == RequestKind.SUPPLEMENT:
         ledger_award(actor=actor, allocation=allocation, amounts=awarded, request=request)
     elif kind == RequestKind.EXTENSION:
+        if request.end <= allocation.end:
+            raise Conflict("The allocation already ends on or after the requested date.", code="extension_not_later")
         before = allocation.end
         allocation.end = request.end
         allocation.warned_30_at = allocation.warned_7_at = None

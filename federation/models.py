@@ -164,3 +164,145 @@ class CapacityCommitment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site.code} {self.resource_class_id} {self.period_start}: {self.amount}"
+
+
+class SiteQuota(models.Model):
+    """The share of an allocation's resource class brokered to one site (smallest units)."""
+
+    TENANT_FIELD = "allocation__institution"
+
+    class State(models.TextChoices):
+        PROPOSED = "proposed", _("Proposed")
+        ACCEPTED = "accepted", _("Accepted")
+        DECLINED = "declined", _("Declined")
+        WITHDRAWN = "withdrawn", _("Withdrawn (rebalanced)")
+
+    allocation = models.ForeignKey("allocations.Allocation", on_delete=models.CASCADE, related_name="site_quotas")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="quotas")
+    resource_class = models.ForeignKey("allocations.ResourceClass", on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PROPOSED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["allocation_id", "resource_class_id", "site_id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gte=0), name="site_quota_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}: {self.amount} of {self.resource_class_id} ({self.state})"
+
+
+class JobState(models.TextChoices):
+    SUBMITTED = "submitted", _("Submitted")
+    ROUTED = "routed", _("Routed")
+    DISPATCHED = "dispatched", _("Dispatched")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+    TIMED_OUT = "timed_out", _("Timed out")
+
+
+TERMINAL_JOB_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
+
+
+class Job(models.Model):
+    """A researcher's job: requirements, where it was routed and why, its site job id and its cost."""
+
+    TENANT_FIELD = "institution"
+
+    institution = models.ForeignKey("accounts.Institution", on_delete=models.PROTECT, related_name="jobs")
+    project = models.ForeignKey("allocations.Project", on_delete=models.PROTECT, related_name="jobs")
+    allocation = models.ForeignKey("allocations.Allocation", on_delete=models.PROTECT, related_name="jobs")
+    submitted_by = models.CharField(max_length=300)
+    batch_id = models.UUIDField(null=True, blank=True)
+    name = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.SUBMITTED)
+    reason = models.CharField(max_length=300, blank=True)
+    # Requirements
+    nodes = models.PositiveIntegerField(default=1)
+    cores_per_node = models.PositiveIntegerField()
+    memory_mb_per_node = models.PositiveIntegerField()
+    gpus_per_node = models.PositiveIntegerField(default=0)
+    accepted_models = models.JSONField(default=list, blank=True)
+    accepted_family = models.CharField(max_length=32, blank=True)
+    walltime_s = models.PositiveIntegerField()
+    application = models.CharField(max_length=48, blank=True)
+    dataset = models.CharField(max_length=500, blank=True)
+    preferred_sites = models.JSONField(default=list, blank=True)
+    # Routing and dispatch
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    routing = models.JSONField(default=dict, blank=True)  # chosen candidate + per-candidate breakdown
+    attempts = models.PositiveSmallIntegerField(default=0)
+    site_job_id = models.CharField(max_length=64, blank=True)
+    resource_class = models.ForeignKey("allocations.ResourceClass", null=True, blank=True,
+                                       on_delete=models.PROTECT, related_name="+")
+    hold = models.ForeignKey("allocations.Hold", null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="jobs")
+    hold_part = models.BigIntegerField(default=0)  # this job's part of the (aggregated) hold
+    charged = models.BigIntegerField(default=0)
+    exit_code = models.IntegerField(null=True, blank=True)
+    submitted_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        indexes = [
+            models.Index(fields=["institution", "-submitted_at"], name="job_institution_time"),
+            models.Index(fields=["project", "state"], name="job_project_state"),
+            # The dispatch sweeper's claim loop reads routed jobs only: keep that index small.
+            models.Index(fields=["site", "id"], name="job_dispatch_pending", condition=models.Q(state="routed")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(nodes__gt=0) & models.Q(cores_per_node__gt=0)
+                                   & models.Q(walltime_s__gt=0), name="job_requirements_positive"),
+            models.CheckConstraint(condition=models.Q(hold_part__gte=0) & models.Q(charged__gte=0),
+                                   name="job_amounts_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.state})"
+
+
+class JobEvent(models.Model):
+    """Every state change of a job, with its cause."""
+
+    TENANT_FIELD = "job__institution"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    cause = models.CharField(max_length=300)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["job", "at"], name="job_event_job_time")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id}: {self.from_state} → {self.to_state}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a request with an ``Idempotency-Key``: a retry gets it back unchanged."""
+
+    TENANT_FIELD = "institution"
+
+    institution = models.ForeignKey("accounts.Institution", on_delete=models.CASCADE, related_name="+")
+    actor_label = models.CharField(max_length=300)
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["institution", "actor_label", "key"],
+                                               name="idempotency_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.key}"

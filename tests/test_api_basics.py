@@ -1,6 +1,7 @@
 """The API's cross-cutting behaviour: error shape, schema and docs, throttling, health."""
 
 import pytest
+
 from tests.factories import client_for
 
 pytestmark = pytest.mark.django_db
@@ -9,8 +10,9 @@ pytestmark = pytest.mark.django_db
 def test_unauthenticated_gets_401_in_the_error_shape(client):
     response = client.get("/api/v1/me/")
     assert response.status_code == 401
-    assert response.json() == {"error": {"code": "not_authenticated", "message": response.json()["error"]["message"],
-                                         "fields": {}}}
+    assert response.json() == {
+        "error": {"code": "not_authenticated", "message": response.json()["error"]["message"], "fields": {}}
+    }
 
 
 def test_unknown_api_path_is_json_404(client):
@@ -38,7 +40,8 @@ def test_openapi_schema_and_local_swagger_ui(client):
     html = docs.content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower() and "https://" not in html.split("<body")[1].split("</body>")[0].replace(
-        "https://swagger.io", "")
+        "https://swagger.io", ""
+    )
     # The Swagger UI assets are served locally.
     asset = [part.split('"')[0] for part in html.split('src="')[1:] if "swagger-ui-bundle" in part][0]
     assert asset.startswith("/static/") and client.get(asset).status_code == 200
