@@ -14,8 +14,16 @@ from django.apps import apps
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT_GLOBS = ["*/api.py", "*/api/*.py", "*/views.py", "*/views/*.py", "*/consumers.py", "*/tasks.py"]
-ORM_WRITE_METHODS = {"create", "bulk_create", "update", "bulk_update", "delete", "get_or_create",
-                     "update_or_create", "save"}
+ORM_WRITE_METHODS = {
+    "create",
+    "bulk_create",
+    "update",
+    "bulk_update",
+    "delete",
+    "get_or_create",
+    "update_or_create",
+    "save",
+}
 MANAGER_ATTRS = {"objects", "_default_manager", "_base_manager"}
 
 
@@ -34,12 +42,21 @@ def tenant_reads(source: str, tenant_models: set[str]) -> list[str]:
     """Lines where a tenant-owned model is queried without an access helper."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if (isinstance(node, ast.Attribute) and node.attr in MANAGER_ATTRS
-                and isinstance(node.value, ast.Name) and node.value.id in tenant_models):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in MANAGER_ATTRS
+            and isinstance(node.value, ast.Name)
+            and node.value.id in tenant_models
+        ):
             found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in {"get_object_or_404", "get_list_or_404"} and node.args
-                and isinstance(node.args[0], ast.Name) and node.args[0].id in tenant_models):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"get_object_or_404", "get_list_or_404"}
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in tenant_models
+        ):
             found.append(f"line {node.lineno}: {node.func.id}({node.args[0].id})")
     return found
 
@@ -97,3 +114,38 @@ def test_entry_points_read_tenant_data_only_through_access_helpers(path):
 @pytest.mark.parametrize("path", entry_point_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_entry_points_do_not_write_through_the_orm(path):
     assert orm_writes(path.read_text()) == []
+
+
+PURE_CORES = ["federation/routing.py", "federation/broker.py", "federation/simulator.py", "federation/sim"]
+
+
+def imported_modules(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def pure_core_files() -> list[Path]:
+    files = []
+    for entry in PURE_CORES:
+        path = ROOT / entry
+        files.extend(sorted(path.glob("*.py")) if path.is_dir() else [path] if path.exists() else [])
+    return files
+
+
+def test_pure_core_detector_catches_django():
+    assert "django.db" in imported_modules("from django.db import models\nimport heapq\n")
+
+
+@pytest.mark.parametrize("path", pure_core_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_cores_import_nothing_from_django_or_the_apps(path):
+    forbidden = {"django", "rest_framework", "channels", "celery", "accounts", "allocations", "portal"}
+    bad = {m for m in imported_modules(path.read_text()) if m.split(".")[0] in forbidden}
+    bad |= {m for m in imported_modules(path.read_text())
+            if m.startswith("federation.") and not m.startswith(("federation.sim", "federation.routing",
+                                                                  "federation.broker", "federation.simulator"))}
+    assert bad == set()

@@ -62,19 +62,22 @@ def test_concurrent_demotions_never_leave_an_institution_without_admin():
     admins = Membership.objects.filter(institution=institution, role=InstitutionRole.INSTITUTION_ADMIN).count()
     assert admins >= 1
     failures = [r for r in results if isinstance(r, Exception)]
-    assert len(failures) <= 1 and all(
-        isinstance(f, Conflict) or "admin" in str(f).lower() for f in failures
-    ), failures
+    assert len(failures) <= 1 and all(isinstance(f, Conflict) or "admin" in str(f).lower() for f in failures), failures
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_of_one_code_give_one_institution_and_a_conflict():
-    results = _in_threads(*[
-        (lambda n=n: services.institution_create(actor=system_actor(), name=f"Race {n}", code="RACE",
-                                                 kind="institute"))
-        for n in range(4)
-    ])
+    results = _in_threads(
+        *[
+            (
+                lambda n=n: services.institution_create(
+                    actor=system_actor(), name=f"Race {n}", code="RACE", kind="institute"
+                )
+            )
+            for n in range(4)
+        ]
+    )
     created = [r for r in results if isinstance(r, Institution)]
     conflicts = [r for r in results if isinstance(r, Conflict)]
     assert len(created) == 1 and len(conflicts) == 3, results
@@ -120,9 +123,28 @@ def test_a_task_sent_through_redis_runs_in_a_separate_celery_worker():
     }
     queue = f"test-{os.getpid()}-{int(time.time())}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-P", "solo", "-Q", queue, "--without-mingle",
-         "--without-gossip", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "-P",
+            "solo",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         from accounts.tasks import warn_expiring_tokens

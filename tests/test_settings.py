@@ -10,14 +10,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_production_settings_pass_check_deploy(tmp_path):
     result = run_manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        DEBUG="0", SECRET_KEY="p" * 20 + "-production-secret-" + "k" * 30, ALLOWED_HOSTS="suanwang.example.cn",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="0",
+        SECRET_KEY="p" * 20 + "-production-secret-" + "k" * 30,
+        ALLOWED_HOSTS="suanwang.example.cn",
         SUANWANG_VAR_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -14,8 +14,12 @@ def members_url(fed, pk=None):
 def test_admin_adds_member_and_audit_records_actor_and_ip(fed, mailoutbox, django_capture_on_commit_callbacks):
     admin = client_for(fed.users["admin_a"])
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin.post(members_url(fed), {"email": " New.Student@PKU.EDU.CN", "full_name": "新同学",
-                                                 "role": "researcher"}, format="json", REMOTE_ADDR="10.1.2.3")
+        response = admin.post(
+            members_url(fed),
+            {"email": " New.Student@PKU.EDU.CN", "full_name": "新同学", "role": "researcher"},
+            format="json",
+            REMOTE_ADDR="10.1.2.3",
+        )
     assert response.status_code == 201, response.json()
     user = User.objects.get(email="new.student@pku.edu.cn")
     assert not user.has_usable_password()
@@ -30,8 +34,9 @@ def test_admin_adds_member_and_audit_records_actor_and_ip(fed, mailoutbox, djang
 
 
 def test_token_actions_are_audited_with_the_token_as_actor(fed):
-    response = fed.client("token_a_admin").post(members_url(fed), {"email": "bot@pku.edu.cn", "role": "pi"},
-                                                format="json")
+    response = fed.client("token_a_admin").post(
+        members_url(fed), {"email": "bot@pku.edu.cn", "role": "pi"}, format="json"
+    )
     assert response.status_code == 201
     event = AuditEvent.objects.get(action="membership.create", object_id=str(response.json()["id"]))
     assert event.actor_user is None
@@ -88,8 +93,9 @@ def test_add_member_bad_input_is_refused_and_nothing_written(fed, body, status, 
 
 def test_institution_codes_are_unique_with_clear_message(fed):
     client = client_for(fed.users["fedadmin"])
-    response = client.post("/api/v1/institutions/", {"name": "Another", "code": "pku", "kind": "university"},
-                           format="json")
+    response = client.post(
+        "/api/v1/institutions/", {"name": "Another", "code": "pku", "kind": "university"}, format="json"
+    )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "institution_code_taken"
     assert "PKU" in response.json()["error"]["message"]
@@ -98,13 +104,17 @@ def test_institution_codes_are_unique_with_clear_message(fed):
 
 def test_federation_admin_creates_institution_with_normalised_fields(fed):
     client = client_for(fed.users["fedadmin"])
-    response = client.post("/api/v1/institutions/", {"name": " 浙江大学 ", "code": "zju", "kind": "university",
-                                                     "email_domains": ["@ZJU.edu.cn", "zju.edu.cn"]}, format="json")
+    response = client.post(
+        "/api/v1/institutions/",
+        {"name": " 浙江大学 ", "code": "zju", "kind": "university", "email_domains": ["@ZJU.edu.cn", "zju.edu.cn"]},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["name"], body["code"], body["email_domains"]) == ("浙江大学", "ZJU", ["zju.edu.cn"])
-    assert AuditEvent.objects.filter(action="institution.create", object_id=str(body["id"]),
-                                     actor_user=fed.users["fedadmin"]).exists()
+    assert AuditEvent.objects.filter(
+        action="institution.create", object_id=str(body["id"]), actor_user=fed.users["fedadmin"]
+    ).exists()
 
 
 @pytest.mark.parametrize(
@@ -124,18 +134,23 @@ def test_institution_create_validates(fed, body):
 
 
 def test_institution_admin_cannot_change_code(fed):
-    response = client_for(fed.users["admin_a"]).patch(f"/api/v1/institutions/{fed.a.pk}/", {"code": "PKU2"},
-                                                      format="json")
+    response = client_for(fed.users["admin_a"]).patch(
+        f"/api/v1/institutions/{fed.a.pk}/", {"code": "PKU2"}, format="json"
+    )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "federation_admin_required"
 
 
 def test_audit_endpoint_shows_only_own_institution(fed):
-    client_for(fed.users["admin_b"]).post(f"/api/v1/institutions/{fed.b.pk}/members/",
-                                          {"email": "x@tsinghua.edu.cn", "role": "researcher"}, format="json")
+    client_for(fed.users["admin_b"]).post(
+        f"/api/v1/institutions/{fed.b.pk}/members/", {"email": "x@tsinghua.edu.cn", "role": "researcher"}, format="json"
+    )
     rows = client_for(fed.users["admin_a"]).get(f"/api/v1/institutions/{fed.a.pk}/audit/").json()["results"]
     assert rows
     assert all("tsinghua" not in str(row) for row in rows)
-    filtered = client_for(fed.users["admin_a"]).get(
-        f"/api/v1/institutions/{fed.a.pk}/audit/", {"action": "api_token.create"}).json()["results"]
+    filtered = (
+        client_for(fed.users["admin_a"])
+        .get(f"/api/v1/institutions/{fed.a.pk}/audit/", {"action": "api_token.create"})
+        .json()["results"]
+    )
     assert filtered and {r["action"] for r in filtered} == {"api_token.create"}

@@ -14,8 +14,9 @@ TOKENS_URL = "/api/v1/institutions/{}/tokens/"
 
 def test_token_secret_is_shown_once_and_stored_only_as_hash(fed):
     admin = client_for(fed.users["admin_a"])
-    response = admin.post(TOKENS_URL.format(fed.a.pk), {"name": "hpc-gateway", "scopes": ["read", "jobs:submit"]},
-                          format="json")
+    response = admin.post(
+        TOKENS_URL.format(fed.a.pk), {"name": "hpc-gateway", "scopes": ["read", "jobs:submit"]}, format="json"
+    )
     assert response.status_code == 201, response.json()
     secret = response.json()["token"]
     assert secret.startswith("sw_") and len(secret) > 50
@@ -86,8 +87,7 @@ def test_revoked_token_is_refused_immediately(fed):
 
 
 def test_expired_token_is_refused(fed):
-    token, secret = make_token(fed.a, ["read"], fed.users["admin_a"],
-                               expires_at=timezone.now() + timedelta(days=1))
+    token, secret = make_token(fed.a, ["read"], fed.users["admin_a"], expires_at=timezone.now() + timedelta(days=1))
     assert client_for(token=secret).get("/api/v1/me/").status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     response = client_for(token=secret).get("/api/v1/me/")
@@ -120,8 +120,11 @@ def test_scope_without_read_cannot_read(fed):
 
 def test_admin_scope_can_manage_members_but_not_tokens(fed):
     client = fed.client("token_a_admin")
-    created = client.post(f"/api/v1/institutions/{fed.a.pk}/members/",
-                          {"email": "Student@PKU.edu.cn ", "role": "researcher"}, format="json")
+    created = client.post(
+        f"/api/v1/institutions/{fed.a.pk}/members/",
+        {"email": "Student@PKU.edu.cn ", "role": "researcher"},
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     assert created.json()["email"] == "student@pku.edu.cn"
     tokens = client.post(TOKENS_URL.format(fed.a.pk), {"name": "x", "scopes": ["read"]}, format="json")
