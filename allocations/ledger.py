@@ -265,7 +265,12 @@ def adjust(
 def transfer(
     *, actor: Actor, source: Allocation, target: Allocation, resource_class: ResourceClass, amount: int, memo: str
 ) -> tuple[LedgerEntry, LedgerEntry]:
-    """Move awarded, unused units between two allocations of one project."""
+    """Move awarded, unused units between two active allocations of one project (committee,
+    federation admin, or the system acting for the quota broker)."""
+    if not (actor.system or actor.is_federation_admin or actor.has_federation_role("committee")):
+        raise PermissionDenied("Only the committee moves units between allocations.", code="committee_required")
+    if source.state != AllocationState.ACTIVE or target.state != AllocationState.ACTIVE:
+        raise Conflict("Both allocations must be active.", code="allocation_not_active")
     if source.project_id != target.project_id or source.pk == target.pk:
         raise ValidationFailed("Transfers are between two allocations of one project.", code="invalid_transfer")
     if amount <= 0:

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Institution
 
@@ -219,6 +220,7 @@ class Review(models.Model):
         ASSIGNED = "assigned", _("Assigned")
         SUBMITTED = "submitted", _("Submitted")
         DECLINED = "declined", _("Declined (conflict)")
+        CLOSED = "closed", _("Closed unfinished (request withdrawn or decided)")
 
     request = models.ForeignKey(AllocationRequest, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
@@ -369,7 +371,7 @@ class Hold(models.Model):
 
 
 class LedgerKind(models.TextChoices):
-    AWARD = "award", _("Award")
+    AWARD = "award", pgettext_lazy("ledger entry kind", "Award")
     HOLD = "hold", _("Hold")
     RELEASE = "release", _("Release")
     CHARGE = "charge", _("Charge")

@@ -105,6 +105,9 @@ def transition(*, actor: Actor, request: AllocationRequest, to_state: str, reaso
             request.decided_at = now
             fields.append("decided_at")
         request.save(update_fields=fields)
+        if to_state in (S.APPROVED, S.REJECTED, S.WITHDRAWN):
+            # Assignments still open are closed: they leave the reviewers' queues.
+            request.reviews.filter(state=Review.State.ASSIGNED).update(state=Review.State.CLOSED)
         request.transitions.create(
             from_state=from_state,
             to_state=to_state,
@@ -156,6 +159,11 @@ def _clean_amounts(amounts: dict, classes: dict[str, ResourceClass], *, field: s
     return cleaned
 
 
+def effective_kind(kind: str, appeal_of: AllocationRequest | None) -> str:
+    """What a request does: an appeal does what the request it appeals would have done."""
+    return appeal_of.kind if kind == RequestKind.APPEAL and appeal_of is not None else kind
+
+
 def _validate_request(
     *,
     project: Project,
@@ -191,7 +199,7 @@ def _validate_request(
             fields={"start": ["Within the project."], "end": ["Within the project."]},
         )
 
-    if kind == RequestKind.EXTENSION:
+    if effective_kind(kind, appeal_of) == RequestKind.EXTENSION:
         if amounts:
             raise ValidationFailed(
                 "An extension changes the end date only.",
@@ -367,6 +375,7 @@ def request_update(*, actor: Actor, request: AllocationRequest, attachment=None,
         end=request.end,
         allocation=request.allocation,
         appeal_of=request.appeal_of,
+        exclude_pk=request.pk,
     )
     _check_attachment(attachment)
     request.amounts, request.credits = cleaned, credits
@@ -403,11 +412,29 @@ def explore_eligibility_problems(request: AllocationRequest) -> list[str]:
     ).exclude(origin=request)
     if request.kind == RequestKind.NEW and other_explore.exists():
         problems.append("The project already has an active explore allocation.")
+    if request.allocation_id and request.allocation.origin.tier != Tier.EXPLORE:
+        problems.append("Only explore allocations are renewed, supplemented or extended in the explore tier.")
+    # The explore cap is per project and year, not per request: no slicing past it.
+    year_ago = timezone.now() - timedelta(days=365)
+    granted = sum(
+        AllocationRequest.objects.filter(project=project, tier=Tier.EXPLORE, state=S.APPROVED,
+                                         decided_at__gte=year_ago).exclude(pk=request.pk)
+        .values_list("credits", flat=True)
+    )
+    cap = TIERS[Tier.EXPLORE].credit_cap
+    if granted + request.credits > cap:
+        problems.append(f"Explore awards to this project in the last year would reach {granted + request.credits:.0f} "
+                        f"credits, over the explore cap of {cap:.0f}.")
     return problems
 
 
 @transaction.atomic
 def request_submit(*, actor: Actor, request: AllocationRequest) -> AllocationRequest:
+    if request.kind == RequestKind.APPEAL and request.state == S.DRAFT:
+        decided = request.appeal_of.decided_at
+        if decided is None or timezone.now() - decided > timedelta(days=APPEAL_WINDOW_DAYS):
+            raise Conflict(f"Appeals are filed within {APPEAL_WINDOW_DAYS} days of the decision.",
+                           code="appeal_window_closed")
     target = S.APPEALED if request.kind == RequestKind.APPEAL else S.SUBMITTED
     request = transition(actor=actor, request=request, to_state=target)
     transaction.on_commit(lambda: notifications.request_submitted(request.pk))
@@ -541,7 +568,8 @@ def declare_conflict(*, actor: Actor, review: Review, reason: str) -> Review:
         institution=review.request.institution_id,
         after={"reason": reason[:500]},
     )
-    auto_assign_reviewers(actor=system_actor(), request=review.request)
+    if review.request.state in (S.SUBMITTED, S.APPEALED, S.UNDER_REVIEW):
+        auto_assign_reviewers(actor=system_actor(), request=review.request)
     return review
 
 
@@ -616,7 +644,8 @@ def decide(
 
 def _decide(*, actor: Actor, request: AllocationRequest, outcome: str, amounts: dict, reason: str) -> AllocationRequest:
     if outcome == Decision.Outcome.AWARD:
-        awarded = _clean_amounts(amounts, _prices()) if request.kind != RequestKind.EXTENSION else {}
+        extension = effective_kind(request.kind, request.appeal_of) == RequestKind.EXTENSION
+        awarded = _clean_amounts(amounts, _prices()) if not extension else {}
         over = [c for c, v in awarded.items() if v > request.amounts.get(c, 0)]
         if over:
             raise ValidationFailed(
@@ -624,7 +653,7 @@ def _decide(*, actor: Actor, request: AllocationRequest, outcome: str, amounts: 
                 code="award_exceeds_request",
                 fields={"amounts": [f"{c}: at most {request.amounts.get(c, 0)}." for c in over]},
             )
-        if request.kind != RequestKind.EXTENSION and not awarded:
+        if not extension and not awarded:
             raise ValidationFailed(
                 "Award at least one class, or reject.",
                 code="invalid_amount",

@@ -1,5 +1,6 @@
 """REST API for the federation's public data and the centre operators' actions."""
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -127,3 +128,163 @@ class ApplicationListView(BaseApiView):
     @extend_schema(responses=ApplicationOutput(many=True), summary="The AI4S application catalogue")
     def get(self, request):
         return Response(ApplicationOutput(selectors.applications(), many=True).data)
+
+
+# --- jobs --------------------------------------------------------------------------------
+class JobOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    project = serializers.IntegerField(source="project_id")
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    site = serializers.CharField(source="site.code", allow_null=True, default=None)
+    partition = serializers.CharField(source="partition.name", allow_null=True, default=None)
+    nodes = serializers.IntegerField()
+    cores_per_node = serializers.IntegerField()
+    memory_mb_per_node = serializers.IntegerField()
+    gpus_per_node = serializers.IntegerField()
+    walltime_s = serializers.IntegerField()
+    application = serializers.CharField()
+    charged = serializers.IntegerField(help_text="Smallest units: core-seconds or card-seconds")
+    exit_code = serializers.IntegerField(allow_null=True)
+    submitted_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class JobDetailOutput(JobOutput):
+    routing = serializers.JSONField()
+    events = serializers.SerializerMethodField()
+
+    def get_events(self, job) -> list[dict]:
+        return [{"from": e.from_state, "to": e.to_state, "cause": e.cause, "at": e.at} for e in job.events.all()]
+
+
+STATE_DEPENDENT_REFUSALS = {"insufficient_balance", "insufficient_quota", "no_site_online"}
+
+
+def _job_entry_schema():
+    from drf_spectacular.utils import inline_serializer
+
+    return inline_serializer("JobEntry", fields={
+        "name": serializers.CharField(required=False), "nodes": serializers.IntegerField(required=False),
+        "cores_per_node": serializers.IntegerField(), "memory_mb_per_node": serializers.IntegerField(required=False),
+        "gpus_per_node": serializers.IntegerField(required=False), "walltime_s": serializers.IntegerField(),
+        "accepted_models": serializers.ListField(child=serializers.CharField(), required=False),
+        "accepted_family": serializers.CharField(required=False),
+        "application": serializers.CharField(required=False), "dataset": serializers.CharField(required=False),
+        "preferred_sites": serializers.ListField(child=serializers.CharField(), required=False),
+    })
+
+
+def _submit(view, request, entries: list, *, single: bool):
+    from allocations.access import get_project
+    from federation import job_input, jobs
+    from federation.access import get_job
+    from federation.idempotency import run_idempotently
+
+    actor = view.actor()
+    body = request.data if isinstance(request.data, dict) else {}
+    project_id = body.get("project")
+    if isinstance(project_id, bool) or not isinstance(project_id, int):
+        raise ValidationFailed("Name the project to charge.", code="invalid", fields={"project": ["Required."]})
+    project = get_project(actor, project_id)
+
+    def run():
+        parsed, invalid = [], []
+        for index, entry in enumerate(entries):
+            try:
+                parsed.append((index, job_input.parse_job(entry)))
+            except job_input.EntryError as exc:
+                if single:
+                    raise ValidationFailed("Invalid job.", code="invalid", fields=exc.fields) from None
+                invalid.append({"index": index, "code": "invalid", "message": "Invalid job.", "fields": exc.fields})
+        result = jobs.jobs_submit(actor=actor, project=project, requests=[r for _, r in parsed]) if parsed else None
+        accepted, refused = [], list(invalid)
+        if result is not None:
+            original = [i for i, _ in parsed]
+            accepted = [{"index": original[a.index], "id": a.job_id, "site": a.site, "partition": a.partition}
+                        for a in result.accepted]
+            refused += [{"index": original[r.index], "code": r.code, "message": r.message, "fields": {}}
+                        for r in result.refused]
+        refused.sort(key=lambda r: r["index"])
+        if single:
+            if refused:
+                first = refused[0]
+                # The job itself is impossible: 400. Possible, but not now (offline, out of balance): 409.
+                status = 409 if first["code"] in STATE_DEPENDENT_REFUSALS else 400
+                return status, {"error": {"code": first["code"], "message": first["message"], "fields": {}}}
+            return 201, JobOutput(get_job(actor, accepted[0]["id"])).data
+        return 200, {"batch": str(result.batch_id) if result else None, "accepted": accepted, "refused": refused}
+
+    status, payload = run_idempotently(actor=actor, institution_id=project.institution_id,
+                                       key=request.headers.get("Idempotency-Key"), body=body, run=run)
+    return Response(payload, status=status)
+
+
+class JobListView(BaseApiView):
+    write_scope = "jobs:submit"
+
+    class Filters(serializers.Serializer):
+        state = serializers.CharField(required=False, max_length=16)
+        project = serializers.IntegerField(required=False)
+        site = serializers.CharField(required=False, max_length=32)
+
+    @extend_schema(parameters=[Filters], responses=JobOutput(many=True), summary="Jobs you can see")
+    def get(self, request):
+        from federation.access import jobs_for
+
+        filters = self.Filters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        qs = jobs_for(self.actor()).order_by("-submitted_at", "-id")
+        if "state" in f:
+            qs = qs.filter(state=f["state"])
+        if "project" in f:
+            qs = qs.filter(project_id=f["project"])
+        if "site" in f:
+            qs = qs.filter(site__code=f["site"])
+        return self.paginate(qs, JobOutput)
+
+    @extend_schema(request=_job_entry_schema(), responses={201: JobOutput},
+                   summary="Submit one job (body: the job's fields and 'project'). Honours Idempotency-Key.")
+    def post(self, request):
+        body = dict(request.data) if isinstance(request.data, dict) else {}
+        body.pop("project", None)
+        return _submit(self, request, [body], single=True)
+
+
+class JobBatchView(BaseApiView):
+    write_scope = "jobs:submit"
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+                   summary="Submit up to 10,000 jobs: {'project': id, 'jobs': [...]}; per-entry results")
+    def post(self, request):
+        entries = request.data.get("jobs") if isinstance(request.data, dict) else None
+        if not isinstance(entries, list):
+            raise ValidationFailed("'jobs' must be a list of jobs.", code="invalid", fields={"jobs": ["A list."]})
+        unknown = set(request.data) - {"project", "jobs"}
+        if unknown:
+            raise ValidationFailed("Unknown fields.", code="unknown_field", fields={k: ["Unknown field."]
+                                                                                    for k in unknown})
+        return _submit(self, request, entries, single=False)
+
+
+class JobDetailView(BaseApiView):
+    @extend_schema(responses=JobDetailOutput, summary="A job: state, where and why it was routed, its events")
+    def get(self, request, job_id: int):
+        from federation.access import get_job
+
+        return Response(JobDetailOutput(get_job(self.actor(), job_id)).data)
+
+
+class JobCancelView(BaseApiView):
+    write_scope = "jobs:submit"
+
+    @extend_schema(request=None, responses=JobOutput, summary="Cancel a job (the site is told)")
+    def post(self, request, job_id: int):
+        from federation.access import get_job
+        from federation.jobs import job_cancel
+
+        actor = self.actor()
+        return Response(JobOutput(job_cancel(actor=actor, job=get_job(actor, job_id))).data)

@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 
 from accounts.access import institutions_for
 from accounts.actors import actor_for_request
-from accounts.models import InstitutionRole
+from accounts.models import FederationRoleKind, InstitutionRole
 
 
 def _nav(request, actor, institutions) -> list[dict]:
@@ -20,6 +20,15 @@ def _nav(request, actor, institutions) -> list[dict]:
                     "prefix": f"/institutions/{institution.pk}/",
                 }
             )
+    if actor.memberships or actor.federation_roles:
+        items.append({"label": _("Allocations"), "url": reverse("allocations:allocation_list"),
+                      "prefix": "/allocations/"})
+    if actor.has_federation_role(FederationRoleKind.REVIEWER):
+        items.append({"label": _("Reviews"), "url": reverse("allocations:review_queue"),
+                      "prefix": "/allocations/reviews/"})
+    if actor.is_federation_admin or actor.has_federation_role(FederationRoleKind.COMMITTEE):
+        items.append({"label": _("Committee"), "url": reverse("allocations:committee_home"),
+                      "prefix": "/allocations/committee/"})
     if actor.is_federation_admin:
         items.append(
             {
@@ -28,9 +37,14 @@ def _nav(request, actor, institutions) -> list[dict]:
                 "prefix": "/federation/",
             }
         )
+    # The most specific matching prefix is the active item (/allocations/reviews/ over /allocations/).
+    best = max((len(i["prefix"]) for i in items if i["prefix"] and request.path.startswith(i["prefix"])), default=0)
     for item in items:
         prefix = item.pop("prefix")
-        item["active"] = request.path == item["url"] if prefix is None else request.path.startswith(prefix)
+        if prefix is None:
+            item["active"] = request.path == item["url"]
+        else:
+            item["active"] = request.path.startswith(prefix) and len(prefix) == best
     return items
 
 

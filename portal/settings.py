@@ -156,6 +156,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
+    "sweep-routed-jobs": {"task": "federation.tasks.sweep_routed", "schedule": 10.0},
     "expire-allocations": {"task": "allocations.tasks.expire_allocations", "schedule": crontab(hour=0, minute=5)},
     "warn-expiring-allocations": {
         "task": "allocations.tasks.warn_expiring_allocations",

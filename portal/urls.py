@@ -13,5 +13,6 @@ urlpatterns = [
     re_path(r"^api/", json_404),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("allocations/", include("allocations.urls")),
     path("", include("portal.urls_portal")),
 ]

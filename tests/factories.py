@@ -171,6 +171,12 @@ def build_allocation_world(fed: Fed) -> Fed:
 
     assert reviewed.reviews.filter(state="submitted").count() == 2
     build_small_federation(fed)
+    from federation.jobs import JobRequest, jobs_submit
+
+    submitted = jobs_submit(actor=pi, project=project, requests=[JobRequest(name="md", cores_per_node=4,
+                                                                            walltime_s=3600)],
+                            enqueue_dispatch=False)
+    fed.objects["job"] = submitted.accepted[0].job_id
     fed.objects.update(
         project=project.pk, member=member.pk, draft=draft.pk, reviewed=reviewed.pk, open=open_request.pk,
         open_review=Review.objects.get(request=open_request, reviewer=fed.users["reviewer"]).pk,

@@ -14,7 +14,7 @@ from django.urls import get_resolver
 
 from accounts.models import ApiToken, AuditEvent, Institution, Membership
 from allocations.models import Allocation, AllocationRequest, LedgerEntry, Project, ProjectMember, Review
-from federation.models import CapacityCommitment, Site
+from federation.models import CapacityCommitment, Job, Site
 from tests.factories import ROLES, Fed, build_allocation_world, pdf_upload
 
 pytestmark = pytest.mark.django_db
@@ -233,6 +233,24 @@ CASES += [
     Case("application-list", "get", lambda f: "/api/v1/applications/", statuses(200)),
 ]
 
+# --- jobs: project members submit and cancel; the institution (admin, tokens) reads ----------
+JOB = {"cores_per_node": 2, "walltime_s": 600, "name": "matrix"}
+def member_statuses(ok: int) -> dict[str, int]:
+    result = a_members(ok, committee=403, fedadmin=403, admin_a=403, token_a_read=403)
+    return result
+
+
+CASES += [
+    Case("job-list", "get", lambda f: "/api/v1/jobs/", statuses(200)),
+    Case("job-list", "post", lambda f: "/api/v1/jobs/", member_statuses(201),
+         body=lambda f, w: {"project": objects(f, "project"), **JOB}, writes=True),
+    Case("job-batch", "post", lambda f: "/api/v1/jobs/batch/", member_statuses(200),
+         body=lambda f, w: {"project": objects(f, "project"), "jobs": [JOB, JOB]}, writes=True),
+    Case("job-detail", "get", lambda f: f"/api/v1/jobs/{objects(f, 'job')}/", a_members(200, fedadmin=200)),
+    Case("job-cancel", "post", lambda f: f"/api/v1/jobs/{objects(f, 'job')}/cancel/",
+         a_members(200, admin_a=403, token_a_read=403, fedadmin=403), writes=True),
+]
+
 
 def state_of_a(fed: Fed) -> tuple:
     institution = Institution.objects.get(pk=fed.a.pk)
@@ -249,6 +267,7 @@ def state_of_a(fed: Fed) -> tuple:
         LedgerEntry.objects.filter(allocation__institution=fed.a).count(),
         sorted(Site.objects.values_list("code", "state")),
         sorted(CapacityCommitment.objects.values_list("site__code", "resource_class__code", "amount")),
+        sorted(Job.objects.values_list("pk", "state")),
     )
 
 

@@ -65,3 +65,10 @@ urlpatterns += [
     path("sites/<slug:site_code>/commitments/", fed_api.SiteCommitmentView.as_view(), name="site-commitments"),
     path("applications/", fed_api.ApplicationListView.as_view(), name="application-list"),
 ]
+
+urlpatterns += [
+    path("jobs/", fed_api.JobListView.as_view(), name="job-list"),
+    path("jobs/batch/", fed_api.JobBatchView.as_view(), name="job-batch"),
+    path("jobs/<int:job_id>/", fed_api.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<int:job_id>/cancel/", fed_api.JobCancelView.as_view(), name="job-cancel"),
+]

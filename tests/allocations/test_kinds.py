@@ -192,21 +192,57 @@ def test_extension_with_amounts_is_refused(fed, project, explore_allocation, tod
     refused(fed.client("pi_a"), body, 400, "extension_has_amounts")
 
 
-def test_an_extension_never_moves_the_end_earlier_even_if_another_was_approved_first(
+def test_explore_extension_overtaken_by_a_longer_one_is_rejected_instead_of_shortening_the_allocation(
     fed, project, explore_allocation, today
 ):
     pi = fed.client("pi_a")
     dates = {"start": today + timedelta(days=100), "amounts": {}, "allocation": explore_allocation.pk}
     shorter = create_request(pi, project["id"], kind="extension", end=today + timedelta(days=380), **dates)
     longer = create_request(pi, project["id"], kind="extension", end=today + timedelta(days=420), **dates)
-    submit(pi, longer["id"])
+    assert submit(pi, longer["id"])["state"] == "approved"
 
-    response = post(pi, f"/requests/{shorter['id']}/submit/")
+    response = submit(pi, shorter["id"])
 
+    assert response["state"] == "rejected"
     explore_allocation.refresh_from_db()
     assert explore_allocation.end == today + timedelta(days=420)
-    assert response.status_code in (200, 409)
-    assert state_of(shorter["id"]) != "approved"
+    reason = pi.get(f"{API}/requests/{shorter['id']}/history/").json()["decisions"][0]["reason"]
+    assert "already ends on or after the requested date" in reason
+
+
+def test_committee_cannot_award_an_extension_overtaken_by_a_longer_one(
+    fed, project, explore_allocation, reviewers, today
+):
+    pi, committee = fed.client("pi_a"), fed.client("committee")
+    reviewed = create_and_submit(
+        pi,
+        project["id"],
+        kind="extension",
+        tier="standard",
+        amounts={},
+        allocation=explore_allocation.pk,
+        start=today + timedelta(days=100),
+        end=today + timedelta(days=380),
+    )
+    submit_all_reviews(reviewed["id"])
+    create_and_submit(
+        pi,
+        project["id"],
+        kind="extension",
+        amounts={},
+        allocation=explore_allocation.pk,
+        start=today + timedelta(days=100),
+        end=today + timedelta(days=420),
+    )
+    before = counts()
+
+    response = decide(committee, reviewed["id"], "award", reason="Granted.")
+
+    assert (response.status_code, error_code(response)) == (409, "extension_not_later")
+    assert counts() == before
+    assert state_of(reviewed["id"]) == "under_review"
+    explore_allocation.refresh_from_db()
+    assert explore_allocation.end == today + timedelta(days=420)
 
 
 # --- appeal --------------------------------------------------------------------------------
@@ -298,6 +334,19 @@ def test_appeal_after_the_thirty_day_window_is_refused(fed, project):
     assert post(pi, "/requests/", body).status_code == 201
 
 
+def test_appeal_drafted_in_time_cannot_be_submitted_after_the_window(fed, project):
+    pi = fed.client("pi_a")
+    create_and_submit(pi, project["id"], tier="explore")
+    parent = create_and_submit(pi, project["id"], tier="explore", amounts={"cpu": 1_000})
+    appeal = create_request(pi, project["id"], kind="appeal", amounts={"cpu": 1_000}, appeal_of=parent["id"])
+    AllocationRequest.objects.filter(pk=parent["id"]).update(decided_at=timezone.now() - timedelta(days=31))
+
+    response = post(pi, f"/requests/{appeal['id']}/submit/")
+
+    assert (response.status_code, error_code(response)) == (409, "appeal_window_closed")
+    assert state_of(appeal["id"]) == "draft"
+
+
 def test_only_a_decided_request_that_is_not_itself_an_appeal_can_be_appealed(fed, project, reviewers):
     pi = fed.client("pi_a")
     pending = create_and_submit(pi, project["id"], tier="standard", amounts=STANDARD_AMOUNTS)
@@ -316,22 +365,61 @@ def test_a_decision_can_be_appealed_only_once(fed, project, reviewers):
     pi = fed.client("pi_a")
     create_and_submit(pi, project["id"], tier="explore")
     parent = create_and_submit(pi, project["id"], tier="explore", amounts={"cpu": 1_000})
-    create_and_submit(pi, project["id"], kind="appeal", amounts={"cpu": 1_000}, appeal_of=parent["id"])
+    first = create_request(pi, project["id"], kind="appeal", amounts={"cpu": 1_000}, appeal_of=parent["id"])
+    body = request_body(project["id"], kind="appeal", amounts={"cpu": 500}, appeal_of=parent["id"])
 
-    refused(pi, request_body(project["id"], kind="appeal", appeal_of=parent["id"]), 409, "not_appealable")
+    refused(pi, body, 409, "not_appealable")  # a draft appeal already counts
+    submit(pi, first["id"])
+    refused(pi, body, 409, "not_appealable")
 
 
-def test_appeal_sent_back_for_revision_can_be_resubmitted(fed, project, reviewers):
+def test_a_withdrawn_appeal_does_not_use_up_the_right_to_appeal(fed, project):
+    pi = fed.client("pi_a")
+    create_and_submit(pi, project["id"], tier="explore")
+    parent = create_and_submit(pi, project["id"], tier="explore", amounts={"cpu": 1_000})
+    first = create_request(pi, project["id"], kind="appeal", amounts={"cpu": 1_000}, appeal_of=parent["id"])
+    assert post(pi, f"/requests/{first['id']}/withdraw/").json()["state"] == "withdrawn"
+
+    second = post(
+        pi, "/requests/", request_body(project["id"], kind="appeal", amounts={"cpu": 1_000}, appeal_of=parent["id"])
+    )
+
+    assert second.status_code == 201, second.content
+
+
+def test_appeal_sent_back_for_revision_is_resubmitted_to_its_reviewers(fed, project, reviewers):
     pi = fed.client("pi_a")
     parent = rejected_standard_request(fed, project)
     appeal = create_and_submit(
         pi, project["id"], kind="appeal", tier="standard", appeal_of=parent["id"], amounts=STANDARD_AMOUNTS
     )
+    first_reviewers = [r.reviewer for r in open_reviews(appeal["id"])]
     decide(fed.client("committee"), appeal["id"], "revise", reason="Add the new benchmark.")
 
     response = post(pi, f"/requests/{appeal['id']}/submit/")
 
     assert response.status_code == 200, response.content
+    assert response.json()["state"] == "under_review"
+    assert [r.reviewer for r in open_reviews(appeal["id"])] == first_reviewers
+    states = [t["to_state"] for t in pi.get(f"{API}/requests/{appeal['id']}/history/").json()["transitions"]]
+    assert states == ["appealed", "under_review", "revision_requested", "appealed", "under_review"]
+
+
+@pytest.mark.parametrize("state", ["draft", "revision_requested"])
+def test_pi_can_edit_an_appeal_that_is_a_draft_or_sent_back_for_revision(fed, project, reviewers, state):
+    pi = fed.client("pi_a")
+    parent = rejected_standard_request(fed, project)
+    appeal = create_request(
+        pi, project["id"], kind="appeal", tier="standard", appeal_of=parent["id"], amounts=STANDARD_AMOUNTS
+    )
+    if state == "revision_requested":
+        submit(pi, appeal["id"])
+        decide(fed.client("committee"), appeal["id"], "revise", reason="Add the new benchmark.")
+
+    response = pi.patch(f"{API}/requests/{appeal['id']}/", {"justification": "New benchmark attached."}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["justification"] == "New benchmark attached."
 
 
 def test_upheld_appeal_of_a_rejected_supplement_adds_to_the_supplemented_allocation(
@@ -357,3 +445,39 @@ def test_upheld_appeal_of_a_rejected_supplement_adds_to_the_supplemented_allocat
 
     assert Allocation.objects.filter(project_id=project["id"]).count() == 1
     assert balances(explore_allocation)["cpu"] == ((5_000 + 20_000) * 3600, 0, 0)
+
+
+def test_appeal_of_a_rejected_extension_asks_only_for_the_later_end(fed, project, explore_allocation, reviewers, today):
+    pi, committee = fed.client("pi_a"), fed.client("committee")
+    later = today + timedelta(days=366)
+    extension = create_and_submit(
+        pi, project["id"], kind="extension", tier="standard", amounts={}, allocation=explore_allocation.pk, end=later
+    )
+    submit_all_reviews(extension["id"])
+    decide(committee, extension["id"], "reject", reason="Not justified.")
+
+    response = post(
+        pi,
+        "/requests/",
+        request_body(project["id"], kind="appeal", tier="standard", amounts={}, appeal_of=extension["id"], end=later),
+    )
+
+    assert response.status_code == 201, response.content
+    submit(pi, response.json()["id"])
+    submit_all_reviews(response.json()["id"])
+    assert decide(committee, response.json()["id"], "award", reason="Upheld.").status_code == 200
+    explore_allocation.refresh_from_db()
+    assert explore_allocation.end == later
+
+
+def test_explore_cannot_be_sliced_past_its_cap_with_supplements(fed, project, reviewers):
+    """Explore is auto-approved up to 10,000 credits per project and year, whatever the kind."""
+    pi = fed.client("pi_a")
+    first = create_and_submit(pi, project["id"], tier="explore", amounts={"cpu": 9_000})
+    assert first["state"] == "approved"
+    allocation = AllocationRequest.objects.get(pk=first["id"]).project.allocations.get()
+    supplement = create_and_submit(pi, project["id"], tier="explore", kind="supplement",
+                                   amounts={"cpu": 2_000}, allocation=allocation.pk)
+    assert supplement["state"] == "rejected"
+    reason = pi.get(f"{API}/requests/{supplement['id']}/history/").json()["decisions"][-1]["reason"]
+    assert "explore cap" in reason

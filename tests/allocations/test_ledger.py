@@ -239,7 +239,10 @@ def test_refund_gives_back_charged_units_but_never_more_than_was_charged(allocat
 # --- transfers -----------------------------------------------------------------------------
 def test_transfer_moves_unused_units_between_two_allocations_of_one_project(svc_project, allocation, cpu, fed):
     renewal = explore_allocation(svc_project, kind="renewal", amounts={"cpu": 1_000}, allocation=allocation)
-    actor = Actor(user=fed.users["pi_a"])
+    actor = Actor(user=fed.users["committee"])
+    with pytest.raises(PermissionDenied):  # the PI cannot move what the committee awarded
+        ledger.transfer(actor=Actor(user=fed.users["pi_a"]), source=allocation, target=renewal,
+                        resource_class=cpu, amount=36_000, memo="x")
 
     out, into = ledger.transfer(
         actor=actor, source=allocation, target=renewal, resource_class=cpu, amount=36_000, memo="Move to next year"
@@ -276,20 +279,20 @@ def test_transfer_is_refused_beyond_the_unused_balance_or_outside_the_project(sv
     ]
     for kwargs, error, code in cases:
         with pytest.raises(error) as refused:
-            ledger.transfer(actor=actor, resource_class=cpu, memo="x", **kwargs)
+            ledger.transfer(actor=Actor(user=fed.users["committee"]), resource_class=cpu, memo="x", **kwargs)
         assert refused.value.code == code, kwargs
     assert counts() == before
 
 
 # --- adjustments ---------------------------------------------------------------------------
-@pytest.mark.parametrize("who", ["pi_a", "admin_a", "committee", "operator"])
-def test_only_a_federation_admin_adjusts_a_balance(fed, allocation, cpu, who):
+def test_only_a_federation_admin_adjusts_a_balance(fed, allocation, cpu):
     before = counts()
-    with pytest.raises(PermissionDenied) as refused:
-        ledger.adjust(
-            actor=Actor(user=fed.users[who]), allocation=allocation, resource_class=cpu, amount=3600, memo="Goodwill"
-        )
-    assert refused.value.code == "federation_admin_required"
+    for who in ("pi_a", "admin_a", "committee", "operator", "reviewer"):
+        with pytest.raises(PermissionDenied) as refused:
+            ledger.adjust(
+                actor=Actor(user=fed.users[who]), allocation=allocation, resource_class=cpu, amount=3600, memo="Gift"
+            )
+        assert refused.value.code == "federation_admin_required", who
     assert counts() == before
 
 

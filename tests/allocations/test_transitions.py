@@ -6,7 +6,7 @@ import pytest
 
 from accounts.actors import Actor, system_actor
 from allocations import workflow
-from allocations.models import AllocationRequest, ConflictOfInterest, RequestState
+from allocations.models import AllocationRequest, ConflictOfInterest, RequestState, Review
 from portal.errors import Conflict
 from tests.allocations.helpers import (
     API,
@@ -122,7 +122,7 @@ def test_withdrawn_request_can_no_longer_be_reviewed_or_decided(fed, project, re
     )
     before = counts()
     late = submit_review(review)
-    assert (late.status_code, error_code(late)) == (409, "request_not_under_review")
+    assert (late.status_code, error_code(late)) == (409, "review_closed")  # the open assignment was closed
     assert counts() == before
     refused(pi, f"/requests/{request['id']}/withdraw/", 409, "illegal_transition")
     refused(pi, f"/requests/{request['id']}/submit/", 409, "illegal_transition")
@@ -171,3 +171,12 @@ def test_every_move_missing_from_the_table_is_refused_as_illegal(fed, project):
 
     AllocationRequest.objects.filter(pk=request.pk).update(state="draft")
     assert counts() == before
+
+
+def test_withdrawing_or_deciding_closes_open_assignments_so_queues_empty(fed, project, reviewers):
+    pi = fed.client("pi_a")
+    request = create_and_submit(pi, project["id"], tier="standard", amounts=STANDARD_AMOUNTS)
+    reviewer_ids = [r.reviewer_id for r in Review.objects.filter(request_id=request["id"])]
+    post(pi, f"/requests/{request['id']}/withdraw/", {"reason": "No longer needed."})
+    assert set(Review.objects.filter(request_id=request["id"]).values_list("state", flat=True)) == {"closed"}
+    assert not Review.objects.filter(reviewer_id__in=reviewer_ids, state="assigned").exists()

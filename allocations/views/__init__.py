@@ -1,0 +1,1 @@
+"""Portal pages of the allocation workflow (one module per area)."""

@@ -1,0 +1,1 @@
+"""The site simulator's implementation; import the public names from ``federation.simulator``."""

@@ -1,0 +1,126 @@
+"""A job end to end: routed, held, persisted, dispatched to a simulated centre, run, charged its use."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.actors import Actor
+from allocations import projects, workflow
+from allocations.models import AllocationBalance, Hold, LedgerEntry
+from federation import jobs
+from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
+from federation.models import Job, JobEvent, JobState, Partition, Site
+from portal.errors import PermissionDenied
+from tests.factories import build_small_federation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(fed):
+    build_small_federation(fed)
+    pi = Actor(user=fed.users["pi_a"])
+    today = timezone.localdate()
+    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
+                                      discipline="chemistry", start=today, end=today + timedelta(days=300))
+    request = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
+                                      justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
+                                      end=today + timedelta(days=100))
+    workflow.request_submit(actor=pi, request=request)
+    now = timezone.now()
+    reset_adapters()
+    adapters = {}
+    for site in Site.objects.all():
+        adapters[site.code] = SimulatedAdapter(site, list(Partition.objects.filter(site=site)), seed=1,
+                                               clock_start=now.timestamp())
+        install_adapter(site.pk, adapters[site.code])
+    yield {"pi": pi, "project": project, "allocation": project.allocations.get(), "now": now, "adapters": adapters}
+    reset_adapters()
+
+
+def run_sites(setup, seconds: int) -> None:
+    until = setup["now"].timestamp() + seconds
+    for site in Site.objects.all():
+        jobs.ingest_status(site, setup["adapters"][site.code].poll(until))
+
+
+def test_jobs_go_end_to_end_and_are_charged_exactly_their_use(setup):
+    cpu_job = jobs.JobRequest(name="md-1", cores_per_node=16, memory_mb_per_node=32_000, walltime_s=7200,
+                              application="gromacs")
+    gpu_job = jobs.JobRequest(name="fold-1", cores_per_node=8, memory_mb_per_node=64_000, gpus_per_node=2,
+                              walltime_s=3600, accepted_family="v100")
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], requests=[cpu_job, gpu_job],
+                              now=setup["now"])
+    assert result.refused == []
+    assert [a.site for a in result.accepted][1] == "tianjin"  # the only V100 centre
+    gpu = Job.objects.get(pk=result.accepted[1].job_id)
+    assert gpu.state == JobState.ROUTED and gpu.routing["site"] == "tianjin"
+    assert gpu.routing["candidates"][0]["total"] == gpu.routing["score"]
+
+    for site in Site.objects.all():
+        jobs.dispatch_routed(site, now=setup["now"])
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.DISPATCHED}
+
+    run_sites(setup, 3 * 3600)
+    for job in Job.objects.all():
+        assert job.state in (JobState.COMPLETED, JobState.TIMED_OUT), (job.state, job.reason)
+        used = int((job.ended_at - job.started_at).total_seconds())
+        assert job.charged == job.nodes * (job.gpus_per_node or job.cores_per_node) * used
+        assert 0 < job.charged <= job.hold_part
+        states = list(JobEvent.objects.filter(job=job).values_list("to_state", flat=True))
+        assert states[:3] == [JobState.SUBMITTED, JobState.ROUTED, JobState.DISPATCHED]
+        assert states[-1] == job.state
+
+    # The ledger balances: nothing held, charged equals the jobs' charges, per class.
+    for balance in AllocationBalance.objects.filter(allocation=setup["allocation"]).select_related("resource_class"):
+        code = balance.resource_class.code
+        charged = sum(j.charged for j in Job.objects.filter(resource_class=balance.resource_class))
+        assert balance.held == 0, code
+        assert balance.charged == charged, code
+    assert set(Hold.objects.values_list("state", flat=True)) == {Hold.State.SETTLED}
+    assert LedgerEntry.objects.filter(kind="charge").count() == 2
+
+
+def test_impossible_jobs_are_refused_with_a_reason_and_nothing_is_written(setup):
+    huge = jobs.JobRequest(name="too-big", cores_per_node=100_000, walltime_s=60)
+    unknown = jobs.JobRequest(name="h100", cores_per_node=4, gpus_per_node=1, walltime_s=60,
+                              accepted_models=("H100",))
+    long = jobs.JobRequest(name="forever", cores_per_node=4, walltime_s=400 * 24 * 3600)
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], requests=[huge, unknown, long],
+                              now=setup["now"])
+    assert result.accepted == []
+    assert [r.code for r in result.refused] == ["no_partition_fits", "unknown_accelerator_model",
+                                                "walltime_over_limit"]
+    assert Job.objects.count() == 0 and Hold.objects.count() == 0
+
+
+def test_a_batch_beyond_the_balance_is_refused_not_overspent(setup):
+    # 2,000 core-hours awarded; 300 jobs of 16 cores × 1 h ask for 4,800.
+    batch = [jobs.JobRequest(name=f"j{i}", cores_per_node=16, walltime_s=3600) for i in range(300)]
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], requests=batch, now=setup["now"])
+    assert result.refused and {r.code for r in result.refused} == {"insufficient_balance"}
+    cpu = AllocationBalance.objects.get(allocation=setup["allocation"], resource_class__code="cpu")
+    assert cpu.held == sum(a.estimated_units for a in result.accepted) <= cpu.awarded
+
+
+def test_only_project_members_submit(setup, fed):
+    outsider = Actor(user=fed.users["admin_b"])
+    with pytest.raises(PermissionDenied):
+        jobs.jobs_submit(actor=outsider, project=setup["project"],
+                         requests=[jobs.JobRequest(name="x", cores_per_node=1, walltime_s=60)])
+
+
+def test_cancel_reaches_the_site_and_releases_the_hold(setup):
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], now=setup["now"],
+                              requests=[jobs.JobRequest(name="c", cores_per_node=8, walltime_s=7200)])
+    site = Site.objects.get(code=result.accepted[0].site)
+    jobs.dispatch_routed(site, now=setup["now"])
+    run_sites(setup, 60)
+    job = Job.objects.get(pk=result.accepted[0].job_id)
+    assert job.state == JobState.RUNNING
+    job = jobs.job_cancel(actor=setup["pi"], job=job)
+    assert job.state == JobState.CANCELLED
+    assert setup["adapters"][site.code].sim.job_state(str(job.pk)) == "cancelled"
+    cpu = AllocationBalance.objects.get(allocation=setup["allocation"], resource_class__code="cpu")
+    assert cpu.held == 0
