@@ -27,7 +27,8 @@ run: install
 	@echo "  REST API docs:    http://$(HOST):$(PORT)/api/docs/"
 	@echo "  Health:           http://$(HOST):$(PORT)/healthz"
 	@echo
-	$(VENV)/bin/uvicorn portal.asgi:application --host $(HOST) --port $(PORT) --ws websockets-sansio --no-access-log
+	SUANWANG_TICK_SITES=1 $(VENV)/bin/uvicorn portal.asgi:application --host $(HOST) --port $(PORT) \
+		--ws websockets-sansio --no-access-log
 
 test: install
 	$(VENV)/bin/pytest $(ARGS)

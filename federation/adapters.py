@@ -72,6 +72,19 @@ class SimulatedAdapter:
         with self._lock:
             return self.sim.capacity_snapshot()
 
+    def sync_state(self, state: str) -> None:
+        """Mirror the federation's view of the site (an operator drained it or took it offline)."""
+        with self._lock:
+            current = self.sim.state
+            if state == "offline" and current != "offline":
+                self.sim.set_offline()
+            elif state in ("online", "degraded") and current != "online":
+                if current == "offline":
+                    self.sim.set_online()
+                self.sim.resume()
+            elif state == "draining" and current == "online":
+                self.sim.drain()
+
     def set_offline(self) -> None:
         with self._lock:
             self.sim.set_offline()
@@ -92,8 +105,10 @@ def adapter_for(site: Site) -> SiteAdapter:
         with _registry_lock:
             adapter = _registry.get(site.pk)
             if adapter is None:
+                from federation.ticker import running_clock
+
                 partitions = list(Partition.objects.filter(site=site).order_by("name"))
-                adapter = SimulatedAdapter(site, partitions, seed=site.pk)
+                adapter = SimulatedAdapter(site, partitions, seed=site.pk, clock_start=running_clock().sim_now())
                 _registry[site.pk] = adapter
     return adapter
 

@@ -372,8 +372,12 @@ def _sim_time(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
 
 
-def ingest_status(site: Site, changes, *, now: datetime | None = None) -> int:
-    """Apply a site's status changes (queued, running, terminal with exit code) to our jobs."""
+def ingest_status(site: Site, changes, *, clock=None) -> int:
+    """Apply a site's status changes (queued, running, terminal with exit code) to our jobs.
+    ``clock`` maps a simulator's virtual times to wall times (default: they are wall times)."""
+    from federation.ticker import IDENTITY
+
+    clock = clock or IDENTITY
     moves = []
     for change in changes:
         state = {"queued": J.QUEUED, "running": J.RUNNING, "completed": J.COMPLETED, "failed": J.FAILED,
@@ -381,13 +385,13 @@ def ingest_status(site: Site, changes, *, now: datetime | None = None) -> int:
         if state is None:
             continue
         cause = f"{site.code}: {change.state}" + (f" ({change.detail})" if change.detail else "")
-        moves.append((int(change.job_id), state, cause, _sim_time(change.time),
+        moves.append((int(change.job_id), state, cause, _sim_time(clock.to_wall(change.time)),
                       {"exit_code": change.exit_code, "detail": change.detail}))
     with transaction.atomic():
-        return apply_moves(moves)
+        return apply_moves(moves, time_scale=clock.scale)
 
 
-def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]]) -> int:
+def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]], *, time_scale: float = 1.0) -> int:
     """Apply state moves to jobs in one transaction: the transition table decides, events are written,
     terminal jobs are settled on the ledger (charged per second of use, site faults not charged)."""
     if not moves:
@@ -410,7 +414,8 @@ def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]]) -> int
             job.exit_code = (extra or {}).get("exit_code")
             job.reason = cause[:300] if to_state != J.COMPLETED else ""
             fault = detail in SITE_FAULTS or job.started_at is None
-            used = 0 if fault else int((at - job.started_at).total_seconds())
+            # Wall time × scale: a job on a sped-up simulated centre is charged its virtual run time.
+            used = 0 if fault else int((at - job.started_at).total_seconds() * time_scale)
             units = None if fault else job.nodes * (job.gpus_per_node or job.cores_per_node) * max(used, 0)
             if job.hold_id:
                 to_settle[job.hold_id].append((job, units))

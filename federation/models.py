@@ -280,7 +280,9 @@ class JobEvent(models.Model):
     at = models.DateTimeField()
 
     class Meta:
-        ordering = ["at", "id"]
+        # Events are appended in causal order (a centre reports a job queued only after we handed it
+        # over), while their ``at`` comes from each reporter's clock: the timeline follows insertion.
+        ordering = ["id"]
         indexes = [models.Index(fields=["job", "at"], name="job_event_job_time")]
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ def dispatch_site(site_id: int) -> int:
     from federation.jobs import dispatch_routed
 
     site = Site.objects.filter(pk=site_id).first()
-    if site is None:
+    if site is None or not _dispatches_to(site):
         return 0
     total = 0
     while moved := dispatch_routed(site):
@@ -26,6 +26,16 @@ def sweep_routed() -> int:
 
     total = 0
     for site in Site.objects.filter(jobs__state="routed").distinct():
+        if not _dispatches_to(site):
+            continue
         while moved := dispatch_routed(site):
             total += moved
     return total
+
+
+def _dispatches_to(site: Site) -> bool:
+    """Workers dispatch to real centres; simulated ones belong to the process that ticks them
+    (the embedded server, where tasks run in-process, or ``run_sites``)."""
+    from django.conf import settings
+
+    return site.adapter != "simulated" or settings.SUANWANG["SIMULATED_SITES_IN_PROCESS"]

@@ -271,6 +271,11 @@ SUANWANG = {
     "TOKEN_LAST_USED_RESOLUTION_S": 60,
     "TOKEN_MAX_LIFETIME_DAYS": 730,
     "DEMO_PASSWORD": os.environ.get("SUANWANG_DEMO_PASSWORD", "suanwang-demo-2026"),
+    # Simulated centres run this many times faster than the wall clock (a 1 h job takes 1 min).
+    "SIM_TIME_SCALE": float(os.environ.get("SIM_TIME_SCALE", "60")),
+    # Embedded mode: simulated centres live in the server process, which ticks and dispatches to
+    # them. Production stack: `manage.py run_sites` owns them; Celery workers skip them.
+    "SIMULATED_SITES_IN_PROCESS": not REDIS_URL,
 }
 
 LOGGING = {

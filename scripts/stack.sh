@@ -35,10 +35,11 @@ trap cleanup EXIT INT TERM
 
 $VENV/bin/celery -A portal worker -l info --concurrency 2 & pids+=($!)
 $VENV/bin/celery -A portal beat -l info --schedule var/celerybeat-schedule & pids+=($!)
+$VENV/bin/python manage.py run_sites & pids+=($!)
 $VENV/bin/uvicorn portal.asgi:application --host "$HOST" --port "$PORT" --workers "$WEB_WORKERS" \
   --ws websockets-sansio --no-access-log & pids+=($!)
 
 echo
-echo "  Suanwang production stack: http://$HOST:$PORT/  (PostgreSQL $db_name, Redis, $WEB_WORKERS ASGI workers)"
+echo "  Suanwang production stack: http://$HOST:$PORT/  (PostgreSQL $db_name, Redis, $WEB_WORKERS ASGI workers, simulated centres in run_sites)"
 echo
 wait -n

@@ -124,3 +124,41 @@ def test_cancel_reaches_the_site_and_releases_the_hold(setup):
     assert setup["adapters"][site.code].sim.job_state(str(job.pk)) == "cancelled"
     cpu = AllocationBalance.objects.get(allocation=setup["allocation"], resource_class__code="cpu")
     assert cpu.held == 0
+
+
+def test_the_ticker_runs_centres_in_scaled_time_and_charges_virtual_run_time(setup):
+    """At scale 60 a one-hour walltime job finishes within a wall minute and is charged its virtual time."""
+    from federation import ticker
+    from federation.adapters import install_adapter
+
+    start = setup["now"].timestamp()
+    clock = ticker.SimClock(origin=start, scale=60.0)
+    for site in Site.objects.all():
+        install_adapter(site.pk, SimulatedAdapter(site, list(Partition.objects.filter(site=site)), seed=3,
+                                                  clock_start=clock.sim_now(start)))
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], now=setup["now"],
+                              requests=[jobs.JobRequest(name="t", cores_per_node=4, walltime_s=3600)],
+                              enqueue_dispatch=False)
+    job_id = result.accepted[0].job_id
+    ticker.tick(ticker.SimClock(origin=start, scale=60.0))  # dispatches
+    ticker.tick(ticker.SimClock(origin=start - 61.0, scale=60.0))  # as if 61 wall seconds had passed
+    job = Job.objects.get(pk=job_id)
+    assert job.state in (JobState.COMPLETED, JobState.TIMED_OUT), job.state
+    wall = (job.ended_at - job.started_at).total_seconds()
+    assert wall < 61
+    assert job.charged == int(wall * 60) * 4
+
+
+def test_draining_a_site_stops_dispatch_to_its_simulator(setup):
+    from federation import ticker
+    from federation.services import site_set_state
+
+    site = Site.objects.get(code="tianjin")
+    site_set_state(actor=Actor(system=True), site=site, state="offline", reason="cooling failure")
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], now=setup["now"],
+                              requests=[jobs.JobRequest(name="t", cores_per_node=4, walltime_s=600,
+                                                        accepted_family="v100", gpus_per_node=1)],
+                              enqueue_dispatch=False)
+    assert [r.code for r in result.refused] == ["no_site_online"]  # the only V100 centre is offline
+    ticker.tick(ticker.SimClock(origin=setup["now"].timestamp(), scale=60.0))
+    assert setup["adapters"]["tianjin"].sim.state == "offline"
