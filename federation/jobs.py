@@ -38,10 +38,12 @@ MAX_BATCH = 10_000
 JOB_TRANSITIONS: dict[str, set[str]] = {
     J.SUBMITTED: {J.ROUTED, J.FAILED, J.CANCELLED},
     J.ROUTED: {J.DISPATCHED, J.FAILED, J.CANCELLED},
-    J.DISPATCHED: {J.QUEUED, J.RUNNING, J.COMPLETED, J.FAILED, J.CANCELLED, J.TIMED_OUT},
-    J.QUEUED: {J.RUNNING, J.COMPLETED, J.FAILED, J.CANCELLED, J.TIMED_OUT},
-    J.RUNNING: {J.COMPLETED, J.FAILED, J.CANCELLED, J.TIMED_OUT},
+    J.DISPATCHED: {J.QUEUED, J.RUNNING, J.COMPLETED, J.FAILED, J.CANCELLED, J.TIMED_OUT, J.ROUTED},
+    J.QUEUED: {J.RUNNING, J.COMPLETED, J.FAILED, J.CANCELLED, J.TIMED_OUT, J.ROUTED},
+    J.RUNNING: {J.COMPLETED, J.FAILED, J.CANCELLED, J.TIMED_OUT, J.ROUTED},
 }
+# A job lost to a site fault is routed again elsewhere, at most this many times in all.
+MAX_ATTEMPTS = 3
 # Failures that are the site's fault: the job is not charged (its hold is released).
 SITE_FAULTS = {DETAIL_NODE_FAILURE, DETAIL_SITE_OUTAGE}
 
@@ -397,12 +399,17 @@ def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]], *, tim
     if not moves:
         return 0
     ids = sorted({m[0] for m in moves})
-    jobs = {j.pk: j for j in Job.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk")}
-    events, changed, to_settle = [], set(), defaultdict(list)
+    jobs = {j.pk: j for j in Job.objects.select_for_update(of=("self",)).select_related("site")
+            .filter(pk__in=ids).order_by("pk")}
+    events, changed, to_settle, to_reroute = [], set(), defaultdict(list), []
     for job_id, to_state, cause, at, extra in moves:
         job = jobs.get(job_id)
         if job is None or to_state not in JOB_TRANSITIONS.get(job.state, set()):
             continue  # an illegal or repeated move (e.g. a retried poll) changes nothing
+        detail = (extra or {}).get("detail") or ""
+        if to_state == J.FAILED and detail in SITE_FAULTS and job.attempts < MAX_ATTEMPTS:
+            to_reroute.append((job, cause, at))  # not the job's fault: try another centre
+            continue
         events.append(JobEvent(job_id=job_id, from_state=job.state, to_state=to_state, cause=cause[:300], at=at))
         job.state = to_state
         changed.add(job_id)
@@ -425,8 +432,10 @@ def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]], *, tim
             uses=[ledger.PartUse(job.hold_part, units, f"job:{job.pk}") for job, units in items])
         for (job, _units), charge in zip(items, charges, strict=True):
             job.charged = charge
+    changed |= _reroute(to_reroute, events)
     touched = [jobs[i] for i in sorted(changed)]
-    Job.objects.bulk_update(touched, ["state", "started_at", "ended_at", "exit_code", "reason", "charged"],
+    Job.objects.bulk_update(touched, ["state", "started_at", "ended_at", "exit_code", "reason", "charged", "site",
+                                      "partition", "routing", "attempts", "hold", "hold_part", "resource_class"],
                             batch_size=1000)
     write_events([(e.job_id, e.from_state, e.to_state, e.cause, e.at) for e in events])
     by_institution = defaultdict(list)
@@ -435,6 +444,69 @@ def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]], *, tim
     for institution_id, items in by_institution.items():
         publish(groups=[institution_group(institution_id)], event="jobs.state", payload={"jobs": items})
     return len(changed)
+
+
+def _reroute(lost: list[tuple[Job, str, datetime]], events: list[JobEvent]) -> set[int]:
+    """Route jobs lost to a site fault again, away from the centre that lost them: release their old
+    hold part (a site fault is not charged), hold at the new centre, back to ``routed`` for dispatch.
+    A job no other centre can take fails with the reason."""
+    if not lost:
+        return set()
+    for job, _cause, _at in lost:  # release first: the new holds may need the same balance
+        if job.hold_id:
+            ledger.settle_parts(hold=Hold(pk=job.hold_id), uses=[ledger.PartUse(job.hold_part, None,
+                                                                                 f"job:{job.pk}")])
+        job.hold, job.hold_part = None, 0
+    views, partitions = partition_views()
+    router = Router(views)
+    classes = {rc.code: rc for rc in ResourceClass.objects.filter(active=True)}
+    now = timezone.now()
+    by_allocation: dict[int, list[tuple[Job, str, datetime]]] = defaultdict(list)
+    for item in lost:
+        by_allocation[item[0].allocation_id].append(item)
+    for allocation_id, items in by_allocation.items():
+        allocation = Allocation.objects.get(pk=allocation_id)
+        quota = _quota_by_site(allocation, classes, {p.site_id for p in partitions.values()})
+        for job, _cause, _at in items:
+            quota[job.site_id] = 0  # not back to the centre that just lost it
+        specs = [JobSpec(nodes=j.nodes, cores_per_node=j.cores_per_node, memory_mb_per_node=j.memory_mb_per_node,
+                         gpus_per_node=j.gpus_per_node, walltime_s=j.walltime_s,
+                         accepted_models=frozenset(j.accepted_models) or None,
+                         accepted_family=j.accepted_family or None, application=j.application or None,
+                         dataset=j.dataset or None, preferred_sites=tuple(j.preferred_sites))
+                 for j, _c, _a in items]
+        decisions = router.route_batch(specs, quota, now)
+        for (job, cause, at), decision in zip(items, decisions, strict=True):
+            lost_at = job.site.code if job.site_id else "?"
+            hold = None
+            if decision.routed:
+                partition = partitions[decision.chosen_partition_id]
+                code = f"gpu:{partition.family.code}" if partition.family_id else "cpu"
+                units = job.nodes * (job.gpus_per_node or job.cores_per_node) * job.walltime_s
+                try:
+                    with transaction.atomic():
+                        hold = ledger.place_hold(allocation=allocation, resource_class=classes[code], amount=units,
+                                                 job_ref=f"job:{job.pk}:attempt:{job.attempts + 1}")
+                except (Conflict, KeyError):
+                    hold = None
+            if hold is None:
+                reason = decision.refusal if not decision.routed else "insufficient_balance"
+                events.append(JobEvent(job_id=job.pk, from_state=job.state, to_state=J.FAILED,
+                                       cause=f"{cause}; no other centre could take it ({reason})"[:300], at=at))
+                job.state, job.ended_at, job.reason = J.FAILED, at, f"{cause}; re-routing failed: {reason}"[:300]
+                continue
+            events.append(JobEvent(job_id=job.pk, from_state=job.state, to_state=J.ROUTED,
+                                   cause=f"{cause}; re-routed from {lost_at} to {partition.site.code}/"
+                                         f"{partition.name}"[:300], at=at))
+            job.state, job.site, job.partition = J.ROUTED, partition.site, partition
+            job.attempts += 1
+            job.hold, job.hold_part, job.resource_class = hold, units, classes[code]
+            job.started_at = None
+            job.routing = json.loads(_routing_summary(decision, partition))
+    new_sites = sorted({job.site_id for job, _c, _a in lost if job.state == J.ROUTED})
+    if new_sites:
+        transaction.on_commit(lambda: _enqueue_dispatch(new_sites))
+    return {job.pk for job, _c, _a in lost}
 
 
 def job_cancel(*, actor: Actor, job: Job) -> Job:

@@ -162,3 +162,46 @@ def test_draining_a_site_stops_dispatch_to_its_simulator(setup):
     assert [r.code for r in result.refused] == ["no_site_online"]  # the only V100 centre is offline
     ticker.tick(ticker.SimClock(origin=setup["now"].timestamp(), scale=60.0))
     assert setup["adapters"]["tianjin"].sim.state == "offline"
+
+
+def test_a_centre_going_offline_mid_run_reroutes_its_jobs_and_keeps_the_ledger_balanced(setup):
+    from federation import ticker
+    from federation.services import site_set_state
+
+    clock = ticker.SimClock(origin=setup["now"].timestamp(), scale=1.0)
+    batch = [jobs.JobRequest(name=f"cpu-{i}", cores_per_node=8, walltime_s=7200) for i in range(4)]
+    batch.append(jobs.JobRequest(name="v100", cores_per_node=8, gpus_per_node=1, accepted_family="v100",
+                                 walltime_s=7200))
+    # Zhengzhou drains for maintenance while the batch is routed, so everything lands on Tianjin;
+    # it is back online when Tianjin fails.
+    zhengzhou = Site.objects.get(code="zhengzhou")
+    site_set_state(actor=Actor(system=True), site=zhengzhou, state="draining", reason="maintenance")
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], requests=batch, now=setup["now"],
+                              enqueue_dispatch=False)
+    assert result.refused == []
+    site_set_state(actor=Actor(system=True), site=zhengzhou, state="online")
+    for site in Site.objects.all():
+        jobs.dispatch_routed(site, now=setup["now"])
+    run_sites(setup, 60)
+    # Take down the centre that runs the GPU job (the only V100 centre) and whatever CPU jobs it has.
+    gpu_site = Site.objects.get(code="tianjin")
+    on_gpu_site = set(Job.objects.filter(site=gpu_site).values_list("pk", flat=True))
+    assert len(on_gpu_site) == 5, "the scenario needs every job on the failing centre"
+    site_set_state(actor=Actor(system=True), site=gpu_site, state="offline", reason="power cut")
+    setup["adapters"]["tianjin"].sync_state("offline")
+    until = setup["now"].timestamp() + 120
+    for site in Site.objects.all():
+        jobs.ingest_status(site, setup["adapters"][site.code].poll(until), clock=clock)
+
+    v100 = Job.objects.get(name="v100")
+    assert v100.state == JobState.FAILED and "re-routing failed" in v100.reason  # nowhere else to go
+    for job in Job.objects.filter(pk__in=on_gpu_site).exclude(pk=v100.pk):
+        assert job.state == JobState.ROUTED and job.site.code == "zhengzhou" and job.attempts == 2
+        assert "re-routed from tianjin" in job.events.last().cause
+    assert Job.objects.count() == 5  # no job lost
+
+    # The ledger: held exactly the open parts of jobs still alive; nothing charged for the outage.
+    for balance in AllocationBalance.objects.filter(allocation=setup["allocation"]):
+        alive = Job.objects.filter(resource_class=balance.resource_class).exclude(state__in=["failed"])
+        assert balance.held == sum(j.hold_part for j in alive)
+        assert balance.charged == 0
