@@ -200,5 +200,6 @@ def build_small_federation(fed: Fed) -> None:
     plans = plan_federation(read_inventory(DEFAULT_INVENTORY), scale=1, centres=centres)
     fed_services.sites_build(actor=system_actor(), plans=plans, national_prices=prices)
     fed_services.applications_publish(actor=system_actor(), catalogue=APPLICATIONS)
-    fed_services.site_operator_bind(actor=system_actor(), user=fed.users["operator"],
-                                    site=Site.objects.get(code="zhengzhou"))
+    if "operator" in fed.users:
+        fed_services.site_operator_bind(actor=system_actor(), user=fed.users["operator"],
+                                        site=Site.objects.get(code="zhengzhou"))

@@ -106,3 +106,50 @@ def test_the_database_refuses_an_overspending_update_even_without_the_service():
     balance = AllocationBalance.objects.get(allocation=allocation)
     with pytest.raises(IntegrityError):
         AllocationBalance.objects.filter(pk=balance.pk).update(charged=F("awarded") + 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_job_batches_never_overspend_a_project():
+    from accounts.models import Institution
+    from federation import jobs
+    from federation.models import Job
+    from tests.factories import Fed, build_small_federation
+
+    allocation = _allocation(cpu_hours=40)  # 144,000 core-seconds
+    project = allocation.project
+    pi = Actor(user=project.pi)
+    pku = Institution.objects.get(code="PKU")
+    fed = Fed(a=pku, b=pku)
+    build_small_federation(fed)
+    outcomes = {"accepted": 0, "refused": 0, "errors": []}
+    lock = threading.Lock()
+    barrier = threading.Barrier(WRITERS)
+
+    def submitter(n: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(3):  # each batch asks for 16 × 4 cores × 1 h = 64 core-hours
+                batch = [jobs.JobRequest(name=f"w{n}", cores_per_node=4, walltime_s=3600) for _ in range(16)]
+                result = jobs.jobs_submit(actor=pi, project=project, requests=batch, enqueue_dispatch=False)
+                with lock:
+                    outcomes["accepted"] += len(result.accepted)
+                    outcomes["refused"] += len(result.refused)
+                assert {r.code for r in result.refused} <= {"insufficient_balance"}
+        except Exception as exc:  # surfaced below
+            outcomes["errors"].append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=submitter, args=(n,)) for n in range(WRITERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert outcomes["errors"] == []
+    assert outcomes["refused"] > 0, "the batches must ask for more than the allocation holds"
+    cpu = ResourceClass.objects.get(code="cpu")
+    balance = AllocationBalance.objects.get(allocation=allocation, resource_class=cpu)
+    assert balance.held <= balance.awarded == 40 * 3600
+    assert balance.held == sum(Job.objects.values_list("hold_part", flat=True))
+    assert Job.objects.count() == outcomes["accepted"]
