@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
@@ -155,6 +155,25 @@ def partition_views(*, with_live_capacity: bool = True) -> tuple[list[PartitionV
     return views, {p.pk: p for p in partitions}
 
 
+def _unfunded_or_impossible(index: int, spec: JobSpec, router: Router, quota, now) -> Refused:
+    """Why a GPU job found no funded card: impossible anywhere (say why), or only not paid for."""
+    unrestricted = router.route(spec, quota, now)
+    if not unrestricted.routed:
+        return Refused(index, unrestricted.refusal, unrestricted.refusal_message)
+    return Refused(index, "insufficient_balance",
+                   "The allocation holds no card-hours of an accelerator that can run this job.")
+
+
+def _funded_card_models(allocation: Allocation, partitions: dict[int, Partition]) -> set[str]:
+    """Card models of the accelerator families the allocation still has card-hours of."""
+    funded_families = {
+        b.resource_class.family_id for b in allocation.balances.select_related("resource_class")
+        if b.resource_class.family_id and b.available > 0
+    }
+    return {p.accelerator_model for p in partitions.values()
+            if p.family_id in funded_families and p.accelerator_model}
+
+
 def _quota_by_site(allocation: Allocation, classes: dict[str, ResourceClass], site_ids) -> dict[int, int]:
     """The project's spendable credits (milli) at each site. Until the quota broker's shares are
     wired in, every site may use the whole allocation: the ledger hold is the hard limit."""
@@ -184,13 +203,33 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
         views, partitions = partition_views()
         router = Router(views)
     quota = _quota_by_site(allocation, classes, {p.site_id for p in partitions.values()})
-    decisions = router.route_batch([r.spec() for r in requests], quota, now)
-
+    funded = _funded_card_models(allocation, partitions)
     result = SubmitResult(batch_id=uuid.uuid4())
+    specs, routable = [], []
+    for index, req in enumerate(requests):
+        spec = req.spec()
+        if req.gpus_per_node:
+            # Only cards the allocation has card-hours for: a V100 award does not pay for T4s.
+            models = funded & (spec.accepted_models or funded)
+            if not models:
+                result.refused.append(_unfunded_or_impossible(index, spec, router, quota, now))
+                continue
+            spec = replace(spec, accepted_models=frozenset(models))
+        specs.append(spec)
+        routable.append(index)
+    decisions = [None] * len(requests)
+    for index, decision in zip(routable, router.route_batch(specs, quota, now), strict=True):
+        decisions[index] = decision
+
     groups: dict[tuple[int, str], list[int]] = defaultdict(list)
     for index, decision in enumerate(decisions):
+        if decision is None:
+            continue
         if not decision.routed:
-            result.refused.append(Refused(index, decision.refusal, decision.refusal_message))
+            if requests[index].gpus_per_node and decision.refusal not in ("no_site_online", "insufficient_quota"):
+                result.refused.append(_unfunded_or_impossible(index, requests[index].spec(), router, quota, now))
+            else:
+                result.refused.append(Refused(index, decision.refusal, decision.refusal_message))
             continue
         partition = partitions[decision.chosen_partition_id]
         code = f"gpu:{partition.family.code}" if partition.family_id else "cpu"

@@ -23,6 +23,9 @@ def _nav(request, actor, institutions) -> list[dict]:
     if actor.memberships or actor.federation_roles:
         items.append({"label": _("Allocations"), "url": reverse("allocations:allocation_list"),
                       "prefix": "/allocations/"})
+    if actor.memberships:
+        items.append({"label": _("Jobs"), "url": reverse("jobs:job_list"), "prefix": "/jobs/"})
+    items.append({"label": _("Centres"), "url": reverse("centres:site_list"), "prefix": "/centres/"})
     if actor.has_federation_role(FederationRoleKind.REVIEWER):
         items.append({"label": _("Reviews"), "url": reverse("allocations:review_queue"),
                       "prefix": "/allocations/reviews/"})

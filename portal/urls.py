@@ -14,5 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("allocations/", include("allocations.urls")),
+    path("jobs/", include("federation.urls_jobs")),
+    path("centres/", include("federation.urls_sites")),
     path("", include("portal.urls_portal")),
 ]

@@ -205,3 +205,16 @@ def test_a_centre_going_offline_mid_run_reroutes_its_jobs_and_keeps_the_ledger_b
         alive = Job.objects.filter(resource_class=balance.resource_class).exclude(state__in=["failed"])
         assert balance.held == sum(j.hold_part for j in alive)
         assert balance.charged == 0
+
+
+def test_gpu_jobs_go_only_to_cards_the_allocation_pays_for(setup):
+    """The allocation holds V100 card-hours: a GPU job naming no family must not land on P100s."""
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], now=setup["now"], enqueue_dispatch=False,
+                              requests=[jobs.JobRequest(name="any-gpu", cores_per_node=4, gpus_per_node=1,
+                                                        walltime_s=600),
+                                        jobs.JobRequest(name="p100", cores_per_node=4, gpus_per_node=1,
+                                                        walltime_s=600, accepted_models=("P100",))])
+    assert len(result.accepted) == 1
+    job = Job.objects.get(pk=result.accepted[0].job_id)
+    assert job.partition.family.code == "v100"
+    assert [(r.index, r.code) for r in result.refused] == [(1, "insufficient_balance")]
