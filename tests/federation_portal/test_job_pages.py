@@ -173,11 +173,11 @@ def test_every_refusal_code_of_the_router_has_the_pages_own_wording():
 
 
 def test_a_job_the_allocation_cannot_pay_for_is_refused_with_409_and_nothing_held(world, browser):
-    # The world's allocation holds cpu only: a GPU job routes, then the ledger refuses the hold.
+    # The world's allocation holds cpu only: a GPU job is refused before anything is held.
     before = Job.objects.count(), Hold.objects.count()
     response = browser(world.users["researcher_a"]).post(reverse("jobs:job_list"),
                                                          _form(world, gpus_per_node="1", accepted_family="v100"))
     assert response.status_code == 409
     page = response.content.decode()
-    assert "The project&#x27;s allocation has not enough NVIDIA V100 left for this job" in page
+    assert "The project&#x27;s allocation has not enough left for this job." in page
     assert (Job.objects.count(), Hold.objects.count()) == before
