@@ -405,3 +405,11 @@ def token_authenticate(raw: str, *, ip: str | None = None) -> ApiToken:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
         token.last_used_at, token.last_used_ip = now, ip
     return token
+
+
+@transaction.atomic
+def user_set_language(*, actor: Actor, language: str) -> None:
+    """Remember the portal language a person chose (a preference: not audited)."""
+    if actor.user is None or language not in dict(settings.LANGUAGES):
+        return
+    User.objects.filter(pk=actor.user.pk).exclude(preferred_language=language).update(preferred_language=language)

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from portal.api.errors import json_404
 from portal.health import healthz
+from portal.views.auth import set_language
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -12,7 +13,7 @@ urlpatterns = [
     path("api/v1/", include(("portal.api.urls", "api"), namespace="api")),
     re_path(r"^api/", json_404),
     path("admin/", admin.site.urls),
-    path("i18n/", include("django.conf.urls.i18n")),
+    path("i18n/setlang/", set_language, name="set_language"),
     path("allocations/", include("allocations.urls")),
     path("jobs/", include("federation.urls_jobs")),
     path("centres/", include("federation.urls_sites")),

@@ -82,3 +82,19 @@ def test_the_compiled_catalog_matches_the_po_file():
         catalog = gettext.GNUTranslations(mo)
     stale = [msgid for msgid, msgstr in _portal_entries().items() if catalog.gettext(msgid) != msgstr]
     assert stale == [], "run: manage.py compilemessages"
+
+
+@pytest.mark.django_db
+def test_the_chosen_language_is_remembered_for_the_next_login(client, django_user_model):
+    from accounts.models import User
+    from tests.factories import PASSWORD
+
+    user = User.objects.create_user(email="lang@pku.edu.cn", password=PASSWORD)
+    client.force_login(user)
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    assert User.objects.get(pk=user.pk).preferred_language == "en"
+
+    fresh = type(client)()
+    response = fresh.post("/login/", {"username": "lang@pku.edu.cn", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response.cookies["django_language"].value == "en"
