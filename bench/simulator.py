@@ -14,22 +14,28 @@ time. The harness
    router is elsewhere; this is only a feed),
 4. steps every site through the day in ``--tick`` second ticks: advance the site to the end
    of the tick, then submit the jobs that arrived during it; it consumes every StatusChange
-   (counts, waits) as a portal would.
+   (counts, waits) as a portal would. Node failures (``--node-failures-per-hour`` per site)
+   and outages (``--outages-per-day``) are on; the jobs they fail are counted, not re-routed.
 
 ``sim_day_wall_s`` times step 4 only, the median of ``--repeat`` runs; building the workload
 is reported apart (``workload_build_s``). ``events_per_s`` is status changes reported per
-wall second.
+wall second. The garbage collector runs with CPython's defaults; ``--gc-freeze`` moves the
+pre-built workload (a million SimJob objects a real federation would never hold at once) out
+of its sight first, which made little difference once the simulator kept few objects per job.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import math
+import os
 import platform
 import random
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 from federation.sim.openb import (
@@ -86,9 +92,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--node-failures-per-hour", type=float, default=0.1, help="per site")
     parser.add_argument("--outages-per-day", type=float, default=0.02, help="per site")
     parser.add_argument("--outage-hours", type=float, default=2.0)
-    parser.add_argument("--backfill-depth", type=int, default=500)
+    parser.add_argument("--backfill-depth", type=int, default=100, help="queued jobs a pass considers")
     parser.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
     parser.add_argument("--quiet", action="store_true", help="no per-site table")
+    parser.add_argument("--gc-freeze", action="store_true", help="hide the pre-built workload from the collector")
     return parser.parse_args(argv)
 
 
@@ -201,17 +208,28 @@ def build_workload(args: argparse.Namespace) -> tuple[Workload, dict]:
             fits = [
                 (si, spec)
                 for si, spec in targets
-                if spec.nodes >= n and spec.cores_per_node >= c and spec.memory_mb_per_node >= m
-                and spec.gpus_per_node >= g and (g > 0) == (spec.gpus_per_node > 0)
+                if spec.nodes >= n
+                and spec.cores_per_node >= c
+                and spec.memory_mb_per_node >= m
+                and spec.gpus_per_node >= g
+                and (g > 0) == (spec.gpus_per_node > 0)
             ]
             if not fits and g == 0:
-                fits = [(si, spec) for si, spec in targets if spec.cores_per_node >= c and spec.memory_mb_per_node >= m]
+                fits = [
+                    (si, spec)
+                    for si, spec in targets
+                    if spec.nodes >= n and spec.cores_per_node >= c and spec.memory_mb_per_node >= m
+                ]
             shape = key
             if not fits:  # larger than any node: shrink it to the biggest partition that has the cards
                 spec_pool = [(si, s) for si, s in targets if (s.gpus_per_node > 0) == (g > 0)]
                 si, spec = max(spec_pool, key=lambda t: (t[1].cores_per_node, t[1].memory_mb_per_node, t[1].nodes))
-                shape = (min(n, spec.nodes), min(c, spec.cores_per_node), min(m, spec.memory_mb_per_node),
-                         min(g, spec.gpus_per_node))
+                shape = (
+                    min(n, spec.nodes),
+                    min(c, spec.cores_per_node),
+                    min(m, spec.memory_mb_per_node),
+                    min(g, spec.gpus_per_node),
+                )
                 fits = [(si, spec)]
             cumulative, total = [], 0.0
             for _, spec in fits:
@@ -242,15 +260,30 @@ def build_workload(args: argparse.Namespace) -> tuple[Workload, dict]:
 
 
 class SiteStats:
-    __slots__ = ("submitted", "refused", "completed", "failed", "timed_out", "cancelled", "waits", "changes")
+    __slots__ = (
+        "submitted",
+        "refused",
+        "completed",
+        "failed",
+        "why",
+        "timed_out",
+        "cancelled",
+        "waits",
+        "changes",
+        "end",
+    )
 
     def __init__(self) -> None:
-        self.submitted = self.refused = self.completed = self.failed = self.timed_out = self.cancelled = 0
+        self.submitted = self.completed = self.failed = self.timed_out = self.cancelled = 0
+        self.refused: Counter[str] = Counter()
+        self.why: Counter[str] = Counter()  # why jobs failed: exit_code, node_failure, site_outage
         self.changes = 0
         self.waits: list[float] = []
+        self.end = None  # the site's capacity snapshot at the end of the day
 
 
-def run_day(workload: Workload, args: argparse.Namespace) -> tuple[float, list[SiteStats], list[SimulatedSite]]:
+def run_day(workload: Workload, args: argparse.Namespace) -> tuple[float, float, list[SiteStats]]:
+    """One simulated day; returns wall seconds, CPU seconds and per-site figures."""
     sites = [
         SimulatedSite(
             code,
@@ -265,7 +298,7 @@ def run_day(workload: Workload, args: argparse.Namespace) -> tuple[float, list[S
     ]
     stats = [SiteStats() for _ in sites]
     queued_at: dict[str, float] = {}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for k, tick in enumerate(workload.ticks):
         t = (k + 1) * args.tick
         for site, st in zip(sites, stats, strict=True):
@@ -282,6 +315,7 @@ def run_day(workload: Workload, args: argparse.Namespace) -> tuple[float, list[S
                     st.completed += 1
                 elif state is FAILED:
                     st.failed += 1
+                    st.why[change.detail.partition("=")[0]] += 1
                     queued_at.pop(change.job_id, None)
                 elif state is TIMED_OUT:
                     st.timed_out += 1
@@ -293,10 +327,13 @@ def run_day(workload: Workload, args: argparse.Namespace) -> tuple[float, list[S
             st.submitted += len(jobs)
             for ack in sites[si].submit_batch(jobs):
                 if not ack.accepted:
-                    st.refused += 1
+                    st.refused[ack.reason] += 1
     for site, st in zip(sites, stats, strict=True):  # the changes of the last dispatch
         st.changes += len(site.advance_to(DAY))
-    return time.perf_counter() - started, stats, sites
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    for site, st in zip(sites, stats, strict=True):
+        st.end = site.capacity_snapshot()
+    return wall, cpu, stats
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -306,9 +343,8 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def utilisation(site: SimulatedSite) -> tuple[float, float]:
+def utilisation(snap) -> tuple[float, float]:
     """Allocated share of cards and of cores over the day."""
-    snap = site.capacity_snapshot()
     gpus = sum(p.gpus_total for p in snap.partitions)
     cores = sum(p.cores_total for p in snap.partitions)
     gpu_util = sum(p.gpu_seconds_allocated for p in snap.partitions) / (gpus * DAY) if gpus else 0.0
@@ -316,21 +352,20 @@ def utilisation(site: SimulatedSite) -> tuple[float, float]:
     return gpu_util, core_util
 
 
-def print_table(workload: Workload, stats: list[SiteStats], sites: list[SimulatedSite]) -> None:
+def print_table(workload: Workload, stats: list[SiteStats]) -> None:
     header = (
         f"{'site':<7} {'partitions':>10} {'nodes':>6} {'cards':>6} {'jobs':>7} {'completed':>9} {'failed':>7} "
         f"{'timeout':>7} {'queued':>7} {'running':>7} {'p50 wait':>9} {'p95 wait':>9} {'card util':>9} {'core util':>9}"
     )
     print(header)
     print("-" * len(header))
-    for (code, specs), st, site in zip(workload.sites, stats, sites, strict=True):
-        snap = site.capacity_snapshot()
-        gpu_util, core_util = utilisation(site)
+    for (code, specs), st in zip(workload.sites, stats, strict=True):
+        gpu_util, core_util = utilisation(st.end)
         print(
             f"{code:<7} {len(specs):>10} {sum(s.nodes for s in specs):>6} "
             f"{sum(s.nodes * s.gpus_per_node for s in specs):>6} {st.submitted:>7} {st.completed:>9} {st.failed:>7} "
-            f"{st.timed_out:>7} {sum(p.queued for p in snap.partitions):>7} "
-            f"{sum(p.running for p in snap.partitions):>7} {percentile(st.waits, 0.5):>8.0f}s "
+            f"{st.timed_out:>7} {sum(p.queued for p in st.end.partitions):>7} "
+            f"{sum(p.running for p in st.end.partitions):>7} {percentile(st.waits, 0.5):>8.0f}s "
             f"{percentile(st.waits, 0.95):>8.0f}s {gpu_util:>9.1%} {core_util:>9.1%}"
         )
 
@@ -344,21 +379,31 @@ def main(argv: list[str]) -> dict:
         f"workload: {workload.jobs:,} jobs on {len(workload.sites)} sites, built in {build_s:.1f}s "
         f"from {sources['pods']} ({sources['pod_count']:,} pods) and {sources['inventory']}"
     )
+    gc.collect()
+    if args.gc_freeze:
+        gc.freeze()
     runs = []
+    load_before = os.getloadavg()[0]
     for r in range(args.repeat):
-        wall, stats, sites = run_day(workload, args)
-        runs.append((wall, stats, sites))
+        wall, cpu, stats = run_day(workload, args)
+        runs.append((wall, cpu, stats))
         changes = sum(st.changes for st in stats)
-        print(f"run {r + 1}: simulated day in {wall:.1f}s wall, {changes:,} status changes ({changes / wall:,.0f}/s)")
+        print(
+            f"run {r + 1}: simulated day in {wall:.1f}s wall ({cpu:.1f}s CPU), {changes:,} status changes "
+            f"({changes / wall:,.0f}/s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
+        gc.collect()  # the finished run's sites, outside the timing
+    if args.gc_freeze:
+        gc.unfreeze()
     median_wall = statistics.median(w for w, _, _ in runs)
-    wall, stats, sites = min(runs, key=lambda run: abs(run[0] - median_wall))
+    wall, _, stats = min(runs, key=lambda run: abs(run[0] - median_wall))
     if not args.quiet:
-        print_table(workload, stats, sites)
+        print_table(workload, stats)
     waits = [w for st in stats for w in st.waits]
     changes = sum(st.changes for st in stats)
     card_seconds = card_capacity = core_seconds = core_capacity = 0.0
-    for site in sites:
-        for p in site.capacity_snapshot().partitions:
+    for st in stats:
+        for p in st.end.partitions:
             card_seconds += p.gpu_seconds_allocated
             card_capacity += p.gpus_total * DAY
             core_seconds += p.core_seconds_allocated
@@ -366,6 +411,8 @@ def main(argv: list[str]) -> dict:
     figures = {
         "sim_day_wall_s": round(median_wall, 2),
         "sim_day_wall_s_runs": [round(w, 2) for w, _, _ in runs],
+        "sim_day_cpu_s": round(statistics.median(c for _, c, _ in runs), 2),
+        "load_average_before": round(load_before, 2),
         "target_s": 60,
         "jobs": workload.jobs,
         "sites": len(workload.sites),
@@ -373,8 +420,9 @@ def main(argv: list[str]) -> dict:
         "nodes": sum(s.nodes for _, specs in workload.sites for s in specs),
         "jobs_completed": sum(st.completed for st in stats),
         "jobs_failed": sum(st.failed for st in stats),
+        "jobs_failed_by": dict(sum((st.why for st in stats), Counter())),
         "jobs_timed_out": sum(st.timed_out for st in stats),
-        "jobs_refused": sum(st.refused for st in stats),
+        "jobs_refused": dict(sum((st.refused for st in stats), Counter())),
         "jobs_started": len(waits),
         "status_changes": changes,
         "events_per_s": round(changes / wall),
@@ -384,10 +432,12 @@ def main(argv: list[str]) -> dict:
         "core_utilisation": round(core_seconds / core_capacity, 3) if core_capacity else 0.0,
         "workload_build_s": round(build_s, 2),
         "tick_s": args.tick,
+        "gc_freeze": args.gc_freeze,
+        "backfill_depth": args.backfill_depth,
         "python": platform.python_version(),
     }
-    print(
-        f"median of {len(runs)}: {median_wall:.1f}s for one simulated day "
-        f"({'within' if median_wall < 60 else 'OVER'} the 60 s target)"
-    )
+    verdict = ""
+    if workload.jobs >= 1_000_000 and len(workload.sites) >= 30:
+        verdict = f" ({'within' if median_wall < 60 else 'OVER'} the 60 s target)"
+    print(f"median of {len(runs)}: {median_wall:.1f}s for one simulated day{verdict}")
     return figures

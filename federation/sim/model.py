@@ -62,9 +62,9 @@ class SimJob:
     """What the federation asks a site to run.
 
     ``runtime_s`` is how long the job really runs (from a trace); ``None`` lets the site draw
-    it from the walltime. A job that would run longer than ``walltime_s`` ends ``timed_out``
-    at its walltime. ``exit_code`` is what the job exits with if it runs to its end (a trace
-    replays its failed jobs with a non-zero code).
+    it from the walltime (a seeded uniform 10-100 % of it). A job that would run longer than
+    ``walltime_s`` ends ``timed_out`` at its walltime. ``exit_code`` is what the job exits with
+    if it runs to its end (a trace replays its failed jobs with a non-zero code).
     """
 
     job_id: str

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from federation.sim.model import PartitionSpec, SimJob
+from federation.sim.model import SimJob
 
 GPU_MODELS = ("A10", "G2", "G3", "P100", "T4", "V100M16", "V100M32")
 
@@ -107,31 +107,6 @@ def inventory_shapes(nodes: list[TraceNode]) -> dict[str, tuple[int, int, int, i
         (cores, memory, gpus), _ = max(counter.items(), key=lambda kv: (kv[1], kv[0]))
         shapes[model] = (cores, memory, gpus, sum(counter.values()))
     return shapes
-
-
-def partitions_from_inventory(
-    nodes: list[TraceNode],
-    scale: float,
-    *,
-    models: list[str] | None = None,
-    max_walltime_s: int = 3 * 86400,
-) -> list[PartitionSpec]:
-    """A site's partitions: the inventory's node counts times ``scale`` (at least one node each)."""
-    specs = []
-    for model, (cores, memory, gpus, count) in inventory_shapes(nodes).items():
-        if models is not None and model not in models:
-            continue
-        specs.append(
-            PartitionSpec(
-                name=partition_name(model),
-                nodes=max(1, round(count * scale)),
-                cores_per_node=cores,
-                memory_mb_per_node=memory,
-                gpus_per_node=gpus,
-                max_walltime_s=max_walltime_s,
-            )
-        )
-    return specs
 
 
 def requested_walltime(runtime_s: int, rng: random.Random, *, max_walltime_s: int, underestimate: float = 0.03) -> int:

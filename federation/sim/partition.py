@@ -7,18 +7,21 @@ something happened to:
 2. EASY backfill: the blocked head gets a reservation at the earliest expected end (start +
    walltime) of running jobs after which enough nodes fit it; a later job may start now if it
    fits and either ends (by its walltime) before the reservation or uses none of the reserved
-   nodes. At most ``backfill_depth`` queued jobs are considered, like Slurm's
-   ``bf_max_job_test``.
+   nodes. At most ``backfill_depth`` queued jobs are considered (default 100, like Slurm's
+   ``default_queue_depth`` for the scheduling it does on events; its periodic backfill looks
+   at ``bf_max_job_test`` = 500 jobs, but only every ``bf_interval`` = 30 s, while this pass runs
+   at every event time).
 
 A pass does no more work than the change since the last one needs. If nothing was released
 and the head is the same, the head is not tried again and only newly queued jobs are; if no
 queued job needs as little of the scarce dimension as the freest node has, there is no
 backfill at all; a job shape that did not fit is not tried again in the same pass. The
 head's reservation is computed when the job becomes head and refreshed at most every
-``reservation_refresh_s`` (like Slurm's ``bf_interval``) as jobs end early, or at once when
-a node fails. Between refreshes the reservation kept can only be later than a fresh one (jobs
-ending early and nodes coming back only bring it forward) and backfill never holds the
-reserved nodes past it, so the head still starts no later than its reservation.
+``reservation_refresh_s`` (like Slurm's ``bf_interval``) as jobs end early, and at once when
+a node fails or comes back or the partition resumes. Between refreshes the reservation kept
+can only be later than a fresh one (jobs ending early only bring it forward) and backfill
+never holds the reserved nodes past it, so the head still starts no later than its
+reservation.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from federation.sim.pool import NodePool
 # Running jobs are filed by expected end (start + walltime) in buckets this wide, so starting and
 # ending a job costs O(1) and a reservation walks them in order of expected end.
 END_BUCKET_S = 60
-_NO_NODES: list[int] = []
+_NO_NODES: tuple[int, ...] = ()
 _START_ORDER = attrgetter("expected_end", "order")
 
 
@@ -153,14 +156,6 @@ class PartitionState:
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def enqueue(self, job: SiteJob) -> None:
-        self.queue.append(job)
-        self.new_jobs.append(job)
-        self.queued += 1
-        self.needs[job.level] += 1
-        self.pending_cs += job.n * job.c * job.wall
-        self.pending_gs += job.n * job.g * job.wall
-
     def drop_queued(self, job: SiteJob) -> None:
         """A queued job leaves without running (cancelled, or failed by an outage)."""
         self.queued -= 1
@@ -178,7 +173,7 @@ class PartitionState:
             self.gpu_seconds += self.alloc_gpus * dt
             self.last_t = now
 
-    def start(self, job: SiteJob, nodes: list[int], now: float) -> None:
+    def start(self, job: SiteJob, nodes: tuple[int, ...], now: float) -> None:
         n, c, g, wall = job.n, job.c, job.g, job.wall
         self.pool.allocate(nodes, c, g, job.m)
         job.state = RUNNING
@@ -312,8 +307,11 @@ class PartitionState:
         # 3. Backfill.
         failed_anywhere: set[int] = set()  # shapes that did not fit
         failed_outside: set[int] = set()  # shapes that did not fit outside the reserved nodes
-        for job in candidates:
+        slack = shadow - now  # a job with a longer walltime must keep off the reserved nodes
+        visited = backfilled = skipped = 0
+        for visited, job in enumerate(candidates, 1):  # noqa: B007 (visited is used after the loop)
             if job.state is not QUEUED:
+                skipped += 1
                 continue
             budget -= 1
             if budget < 0:
@@ -321,7 +319,7 @@ class PartitionState:
             if job is head:
                 continue
             shape = job.shape
-            if now + job.wall > shadow:
+            if job.wall > slack:
                 if shape in failed_outside or shape in failed_anywhere:
                     continue
                 nodes = pool.find(job.n, job.c, job.g, job.m, reserved)
@@ -341,8 +339,19 @@ class PartitionState:
                     continue
             started.append(job)
             self.start(job, nodes, now)
-            self.dead += 1
-        if self.dead > 64 and self.dead > self.queued:
-            self.queue = deque(j for j in queue if j.state is QUEUED)
-            self.dead = 0
+            backfilled += 1
+        self.dead += backfilled
+        if candidates is queue and skipped + backfilled > 32:
+            self._compact_front(visited)
         return started
+
+    def _compact_front(self, count: int) -> None:
+        """Drop the dead entries among the first ``count`` of the queue, where backfill scans."""
+        queue = self.queue
+        front = [queue.popleft() for _ in range(min(count, len(queue)))]
+        live = [job for job in front if job.state is QUEUED]
+        queue.extendleft(reversed(live))
+        self.dead -= len(front) - len(live)
+        if self.dead > 64 and self.dead > self.queued:  # dead entries further back (cancelled jobs)
+            self.queue = deque(job for job in queue if job.state is QUEUED)
+            self.dead = 0

@@ -22,7 +22,7 @@ _LATEST_FIRST = attrgetter("expected_end", "order")
 class Job(Protocol):
     """What a reservation walk needs of a running job."""
 
-    nodes: list[int]
+    nodes: tuple[int, ...]
     c: int
     g: int
     m: int
@@ -31,6 +31,8 @@ class Job(Protocol):
 
 
 class NodePool:
+    """Free cores, GPUs and memory per node of one partition (identical nodes), for packing jobs."""
+
     __slots__ = (
         "size",
         "cores",
@@ -72,8 +74,12 @@ class NodePool:
 
     # -- searching -----------------------------------------------------------------------
 
-    def find(self, count: int, c: int, g: int, m: int, exclude: frozenset[int] | None = None) -> list[int] | None:
-        """``count`` distinct up nodes each with ``c`` cores, ``g`` GPUs and ``m`` MB free, or None."""
+    def find(self, count: int, c: int, g: int, m: int, exclude: frozenset[int] | None = None) -> tuple[int, ...] | None:
+        """``count`` distinct up nodes each with ``c`` cores, ``g`` GPUs and ``m`` MB free, or None.
+
+        A tuple, not a list: the collector stops tracking a tuple of ints, and every running job
+        keeps one.
+        """
         need = g if self.by_gpu else c
         mask = self.mask >> need
         if not mask:
@@ -87,9 +93,11 @@ class NodePool:
             mask >>= skip
             for i in buckets[level]:
                 if fm[i] >= m and fc[i] >= c and (exclude is None or i not in exclude):
+                    if count == 1:
+                        return (i,)
                     chosen.append(i)
                     if len(chosen) == count:
-                        return chosen
+                        return tuple(chosen)
             mask >>= 1
             level += 1
         return None
@@ -164,46 +172,35 @@ class NodePool:
 
     # -- changing ------------------------------------------------------------------------
 
-    def _move(self, i: int, old: int, new: int) -> None:
-        bucket = self.buckets[old]
-        del bucket[i]
-        if not bucket:
-            self.mask &= ~(1 << old)
-        bucket = self.buckets[new]
-        if not bucket:
-            self.mask |= 1 << new
-        bucket[i] = None
+    def allocate(self, nodes: tuple[int, ...], c: int, g: int, m: int) -> None:
+        self._change(nodes, -c, -g, -m)
 
-    def allocate(self, nodes: list[int], c: int, g: int, m: int) -> None:
-        fc, fg, fm = self.fc, self.fg, self.fm
+    def release(self, nodes: tuple[int, ...], c: int, g: int, m: int) -> None:
+        self._change(nodes, c, g, m)
+
+    def _change(self, nodes: tuple[int, ...], c: int, g: int, m: int) -> None:
+        """Add ``c`` cores, ``g`` GPUs, ``m`` MB to each node's free amounts (negative: allocate)."""
+        fc, fg, fm, buckets = self.fc, self.fg, self.fm, self.buckets
+        cores, gpus, memory = self.cores, self.gpus, self.memory
+        step = g if self.by_gpu else c
+        levels = fg if self.by_gpu else fc
         for i in nodes:
-            if fc[i] == self.cores and fm[i] == self.memory and fg[i] == self.gpus:
+            if fc[i] == cores and fm[i] == memory and fg[i] == gpus:
                 self.nodes_idle -= 1
-            if self.by_gpu:
-                if g:
-                    self._move(i, fg[i], fg[i] - g)
-            else:
-                self._move(i, fc[i], fc[i] - c)
-            fc[i] -= c
-            fg[i] -= g
-            fm[i] -= m
-        k = len(nodes)
-        self.free_cores -= c * k
-        self.free_gpus -= g * k
-        self.free_memory -= m * k
-
-    def release(self, nodes: list[int], c: int, g: int, m: int) -> None:
-        fc, fg, fm = self.fc, self.fg, self.fm
-        for i in nodes:
-            if self.by_gpu:
-                if g:
-                    self._move(i, fg[i], fg[i] + g)
-            else:
-                self._move(i, fc[i], fc[i] + c)
+            if step:  # move the node to the bucket of its new free amount of the scarce dimension
+                old = levels[i]
+                bucket = buckets[old]
+                del bucket[i]
+                if not bucket:
+                    self.mask &= ~(1 << old)
+                bucket = buckets[old + step]
+                if not bucket:
+                    self.mask |= 1 << (old + step)
+                bucket[i] = None
             fc[i] += c
             fg[i] += g
             fm[i] += m
-            if fc[i] == self.cores and fm[i] == self.memory and fg[i] == self.gpus:
+            if fc[i] == cores and fm[i] == memory and fg[i] == gpus:
                 self.nodes_idle += 1
         k = len(nodes)
         self.free_cores += c * k

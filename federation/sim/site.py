@@ -56,7 +56,9 @@ from federation.sim.model import (
 )
 from federation.sim.partition import PartitionState, SiteJob
 
-# Calendar entries are a SiteJob (its end) or (kind, payload) for the rarer events.
+# The calendar maps a time to its events in the order they were scheduled: a SiteJob (its end) or
+# (kind, payload) for the rarer events; a list of them, or the one job alone (which saves a list
+# per job, the usual case).
 _NODE_FAILURE = 1
 _NODE_REPAIR = 2
 _OUTAGE_START = 3
@@ -85,8 +87,9 @@ class SimulatedSite:
         outage_rate_per_day: float = 0.0,
         outage_duration_s: float = 2 * 3600.0,
         clock_start: float = 0.0,
-        backfill_depth: int = 500,
+        backfill_depth: int = 100,
         reservation_refresh_s: float = 30.0,
+        remember_ended: int = 1_000_000,
         on_change: Callable[[StatusChange], None] | None = None,
     ) -> None:
         if len({p.name for p in partitions}) != len(partitions):
@@ -104,9 +107,13 @@ class SimulatedSite:
         self._parts = {part.name: part for part in self._part_list}
         self._dirty: list[PartitionState] = []  # partitions a pass is due on
         self._jobs: dict[str, SiteJob] = {}
-        self._ended: dict[str, str] = {}  # job id -> final state, for jobs the site no longer holds
+        # Final states of the jobs the site no longer holds, to answer job_state and refuse a
+        # resubmission as a duplicate: the latest ``remember_ended`` to ``2 x remember_ended``.
+        self._ended: dict[str, str] = {}
+        self._ended_before: dict[str, str] = {}
+        self._remember_ended = remember_ended
         self._times: list[float] = []  # heap of the times that have events
-        self._calendar: dict[float, list] = {}
+        self._calendar: dict[float, list | SiteJob] = {}
         self._next_site_job = 1
         self._outbox: list[StatusChange] = []
         self._manual_offline = False
@@ -160,7 +167,7 @@ class SimulatedSite:
                     reason = REFUSED_TOO_LARGE
                 elif wall > p.max_walltime_s:
                     reason = REFUSED_WALLTIME
-                elif job_id in held or job_id in ended:
+                elif job_id in held or job_id in ended or job_id in self._ended_before:
                     reason = REFUSED_DUPLICATE
                 else:
                     reason = ""
@@ -171,7 +178,12 @@ class SimulatedSite:
                 runtime = max(1, round(wall * self._runtime_rng.uniform(0.1, 1.0)))
             job = SiteJob(job_id, part, n, c, g, m, wall, runtime, spec.exit_code)
             held[job_id] = job
-            part.enqueue(job)
+            part.queue.append(job)  # the partition's queue bookkeeping, inline: this loop runs for every job
+            part.new_jobs.append(job)
+            part.queued += 1
+            part.needs[job.level] += 1
+            part.pending_cs += n * c * wall
+            part.pending_gs += n * g * wall
             if not part.dirty:
                 part.dirty = True
                 self._dirty.append(part)
@@ -205,7 +217,8 @@ class SimulatedSite:
         while times and times[0] <= t:
             ts = pop(times)
             self.now = ts
-            for event in calendar.pop(ts):
+            events = calendar.pop(ts)
+            for event in events if type(events) is list else (events,):
                 if type(event) is SiteJob:
                     if event.state is RUNNING:
                         self._reach_end(event, ts)
@@ -292,7 +305,7 @@ class SimulatedSite:
         job = self._jobs.get(job_id)
         if job is not None:
             return job.state
-        return self._ended.get(job_id)
+        return self._ended.get(job_id) or self._ended_before.get(job_id)
 
     def job_nodes(self, job_id: str) -> list[str]:
         """Names (``<partition>-<index>``) of the nodes a running job holds; empty otherwise."""
@@ -307,7 +320,9 @@ class SimulatedSite:
             return self.now
         times, calendar = self._times, self._calendar
         while times:
-            if any(type(e) is not SiteJob or e.state is RUNNING for e in calendar[times[0]]):
+            events = calendar[times[0]]
+            events = events if type(events) is list else [events]
+            if any(type(e) is not SiteJob or e.state is RUNNING for e in events):
                 return times[0]
             del calendar[heapq.heappop(times)]
         return None
@@ -322,8 +337,9 @@ class SimulatedSite:
         return [self._parts[partition]]
 
     def _touch(self, part: PartitionState) -> None:
-        """Something changed on the partition beyond a job ending: recheck everything."""
+        """Something changed on the partition beyond a job ending (nodes, drain, outage): recheck everything."""
         part.released = True
+        part.reservation = None
         if not part.dirty:
             part.dirty = True
             self._dirty.append(part)
@@ -338,15 +354,22 @@ class SimulatedSite:
             part.dirty = False
             if offline or part.draining:
                 continue
+            if not part.queued:  # nothing to start (the usual pass after a job ends): skip the call
+                part.released = False
+                if part.new_jobs:
+                    part.new_jobs = []
+                continue
             for job in part.schedule(now, depth, refresh):
                 runtime, wall = job.runtime, job.wall
                 end = now + runtime if runtime < wall else job.expected_end
                 slot = calendar.get(end)
                 if slot is None:
-                    calendar[end] = [job]
+                    calendar[end] = job
                     heapq.heappush(times, end)
-                else:
+                elif type(slot) is list:
                     slot.append(job)
+                else:
+                    calendar[end] = [slot, job]
                 change = StatusChange(job.id, RUNNING, now)
                 outbox.append(change)
                 if on_change is not None:
@@ -363,13 +386,21 @@ class SimulatedSite:
             self._end(job, FAILED, now, f"exit_code={job.exit_code}", job.exit_code)
 
     def _end(self, job: SiteJob, state: str, now: float, detail: str, exit_code: int | None) -> None:
-        """A running job ends: free its nodes and report it."""
+        """A running job ends: free its nodes and report it (``_forget``, inline: once per job)."""
         part = job.part
         part.finish(job, now)
         if not part.dirty:
             part.dirty = True
             self._dirty.append(part)
-        self._forget(job, state, now, detail, exit_code)
+        job.state = state
+        del self._jobs[job.id]
+        self._ended[job.id] = state
+        if len(self._ended) >= self._remember_ended:
+            self._ended_before, self._ended = self._ended, {}
+        change = StatusChange(job.id, state, now, detail, exit_code)
+        self._outbox.append(change)
+        if self._on_change is not None:
+            self._on_change(change)
 
     def _drop_queued(self, job: SiteJob, state: str, detail: str) -> None:
         part = job.part
@@ -383,6 +414,8 @@ class SimulatedSite:
         job.state = state
         del self._jobs[job.id]
         self._ended[job.id] = state
+        if len(self._ended) >= self._remember_ended:
+            self._ended_before, self._ended = self._ended, {}
         change = StatusChange(job.id, state, now, detail, exit_code)
         self._outbox.append(change)
         if self._on_change is not None:
@@ -395,8 +428,10 @@ class SimulatedSite:
         if slot is None:
             self._calendar[t] = [(kind, payload)]
             heapq.heappush(self._times, t)
-        else:
+        elif type(slot) is list:
             slot.append((kind, payload))
+        else:
+            self._calendar[t] = [slot, (kind, payload)]
 
     def _node_failure(self, now: float) -> None:
         rng = self._failure_rng
@@ -412,8 +447,7 @@ class SimulatedSite:
         for job in [job for job in part.all_running() if node in job.nodes]:
             self._end(job, FAILED, now, DETAIL_NODE_FAILURE, None)
         part.pool.set_down(node)
-        part.reservation = None  # the reserved nodes may include this one
-        self._touch(part)
+        self._touch(part)  # which drops the head's reservation: the reserved nodes may include this one
         self._push(now + self.node_repair_s, _NODE_REPAIR, (part, node))
 
     def _node_repair(self, part: PartitionState, node: int) -> None:

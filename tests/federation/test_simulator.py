@@ -122,6 +122,27 @@ def test_submit_acks_accepted_jobs_with_a_site_job_id_and_refuses_the_rest_with_
     assert run(site, 0)["ok"] == [(QUEUED, 0, ""), (RUNNING, 0, "")]
 
 
+def test_an_ended_job_is_still_refused_as_a_duplicate_while_the_site_remembers_it():
+    site = SimulatedSite("s", [cpu()], seed=1, remember_ended=2)
+    site.submit_batch([job(f"j{k}", wall=10) for k in range(5)])
+    site.advance_to(100)
+    assert [site.job_state(f"j{k}") for k in range(5)] == [None, None, COMPLETED, COMPLETED, COMPLETED]
+    acks = site.submit_batch([job("j0"), job("j4")])
+    assert [(a.accepted, a.reason) for a in acks] == [(True, ""), (False, REFUSED_DUPLICATE)]
+
+
+def test_next_event_time_says_when_the_site_next_needs_advancing():
+    site = SimulatedSite("s", [cpu()], seed=1)
+    assert site.next_event_time() is None
+    site.submit_batch([job("a", wall=100, runtime=40), job("b", wall=100, runtime=70)])
+    assert site.next_event_time() == 0  # a pass is due now
+    site.advance_to(0)
+    assert site.next_event_time() == 40
+    site.cancel("a")
+    site.advance_to(0)
+    assert site.next_event_time() == 70
+
+
 def test_a_job_without_a_runtime_runs_a_seeded_fraction_of_its_walltime():
     def ends(seed):
         site = SimulatedSite("s", [cpu(nodes=10, cores=1)], seed=seed)
@@ -197,6 +218,20 @@ def test_easy_backfill_starts_a_long_job_on_nodes_the_head_does_not_need():
     assert started_at(changes, "long") == 0
     assert started_at(changes, "head") == 1000
     assert started_at(changes, "longer") == 1100
+
+
+@pytest.mark.parametrize("depth, short_starts_at", [(1, 1100), (2, 0)])
+def test_backfill_considers_only_the_first_backfill_depth_queued_jobs(depth, short_starts_at):
+    site = SimulatedSite("s", [cpu(nodes=2, cores=4)], seed=1, backfill_depth=depth)
+    site.submit_batch(
+        [
+            job("full", cores=4, wall=1000),
+            job("head", nodes=2, cores=4, wall=100),
+            job("long", cores=1, wall=5000),  # would delay the head: never backfilled
+            job("short", cores=1, wall=10),  # would not, but is it looked at?
+        ]
+    )
+    assert started_at(run(site, 2000), "short") == short_starts_at
 
 
 def test_the_head_starts_as_soon_as_jobs_end_early_even_with_a_later_reservation():
