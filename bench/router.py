@@ -19,7 +19,11 @@ Figures (each the median of ``--runs`` runs):
   re-scoring the partitions earlier jobs of the batch loaded; ``batch_warm_us_per_job`` — the same
   again on that Router, every shape already planned;
 * ``route_fn_us_median`` — the stateless ``route(job, partitions, ...)`` function, which builds
-  the index on every call (a sample of jobs), for comparison.
+  the index on every call (a sample of jobs), for comparison;
+* ``explain_us_median`` — ``RoutingDecision.explain()`` (the compact explanation the job service
+  persists with every job), each call timed alone, over the decisions of one more pass of batches
+  on the warm Router; ``breakdown_us_median`` — ``breakdown()`` (every compatible partition as an
+  object) on a sample of the same decisions, for comparison.
 
 The garbage collector stays on (a collection before each timed section); the machine's load is
 printed with the table, since on a shared machine it moves the figures more than the code does.
@@ -289,6 +293,24 @@ def one_run(partitions: list[PartitionView], jobs: list[JobSpec], quotas: list[d
             batch_routed += sum(d.chosen_partition_id is not None for d in decisions)
         batch_ns.append(clock() - t0)
 
+    explained = [
+        d
+        for start in range(0, len(jobs), batch)
+        for d in router.route_batch(jobs[start : start + batch], quotas[(start // batch) % len(quotas)], NOW)
+    ]
+    gc.collect()
+    explain_samples = []
+    for decision in explained:
+        t0 = clock()
+        decision.explain()
+        explain_samples.append(clock() - t0)
+    breakdown_samples = []
+    for decision in explained[:: max(1, len(explained) // 2000)]:
+        t0 = clock()
+        decision.breakdown()
+        breakdown_samples.append(clock() - t0)
+    del explained
+
     fn_samples = []
     for job in jobs[:2000]:
         t0 = clock()
@@ -303,6 +325,8 @@ def one_run(partitions: list[PartitionView], jobs: list[JobSpec], quotas: list[d
         "batch_us_per_job": batch_ns[0] / len(jobs) / 1000,
         "batch_warm_us_per_job": batch_ns[1] / len(jobs) / 1000,
         "route_fn_us_median": statistics.median(fn_samples) / 1000,
+        "explain_us_median": statistics.median(explain_samples) / 1000,
+        "breakdown_us_median": statistics.median(breakdown_samples) / 1000,
         "routed_share": routed / len(jobs),
         "batch_routed_share": batch_routed / len(jobs),
         "shapes": len(seen),
@@ -343,6 +367,8 @@ def main(argv: list[str]) -> dict:
         (f"Router.route_batch, per job (batches of {args.batch}), fresh Router", figures["batch_us_per_job"]),
         ("Router.route_batch, per job, Router that has planned every shape", figures["batch_warm_us_per_job"]),
         ("route() function, rebuilds index each call: median", figures["route_fn_us_median"]),
+        ("RoutingDecision.explain() of a batch decision: median", figures["explain_us_median"]),
+        ("RoutingDecision.breakdown() of a batch decision: median", figures["breakdown_us_median"]),
     ]
     for label, value in rows:
         print(f"  {label:<68} {value:9.2f} µs")
@@ -355,6 +381,8 @@ def main(argv: list[str]) -> dict:
         "batch_us_per_job": round(figures["batch_us_per_job"], 2),
         "batch_warm_us_per_job": round(figures["batch_warm_us_per_job"], 2),
         "route_fn_us_median": round(figures["route_fn_us_median"], 2),
+        "explain_us_median": round(figures["explain_us_median"], 2),
+        "breakdown_us_median": round(figures["breakdown_us_median"], 2),
         "headline": "decision_us_median: median of individual Router.route calls timed with perf_counter_ns",
         "partitions": len(partitions),
         "sites": len({p.site_id for p in partitions}),

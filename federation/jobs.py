@@ -276,17 +276,20 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
 
 
 def _routing_summary(decision, partition: Partition) -> str:
-    """What the portal needs to say why: the choice, its score parts, the runners-up (compact)."""
-    top = []
-    for c in decision.breakdown()[:4]:
-        if c.status in ("chosen", "scored"):
-            top.append({"site": c.site_code, "partition": c.partition_id, "total": round(c.total or 0, 4),
-                        "wait": round(c.wait, 4), "price": round(c.price, 4), "locality": round(c.locality, 4),
-                        "balance": round(c.balance, 4), "preference": round(c.preference, 4),
-                        "wait_s": c.estimated_wait_s})
-    return json.dumps({"site": partition.site.code, "partition": partition.name,
-                       "score": round(decision.score or 0, 4), "estimated_wait_s": decision.estimated_wait_s,
-                       "candidates": top}, separators=(",", ":"))
+    """What the portal needs to say why: the choice, its score parts, the runners-up the router
+    scored, and how many partitions each filter excluded (compact: a few µs per job)."""
+    explained = decision.explain(limit=4)
+    candidates = [
+        {"site": c["site_code"], "partition": c["partition_id"], "status": c["status"], "total": c["total"],
+         "wait": c["wait"], "price": c["price"], "locality": c["locality"], "balance": c["balance"],
+         "preference": c["preference"], "wait_s": c["estimated_wait_s"], "cost": c["estimated_cost"]}
+        for c in explained["candidates"]
+    ]
+    return json.dumps({"site": partition.site.code, "partition": partition.name, "score": explained["score"],
+                       "estimated_wait_s": explained["estimated_wait_s"],
+                       "estimated_cost": explained["estimated_cost"], "candidates": candidates,
+                       "excluded": explained["excluded"], "skipped_by_kind": explained["skipped_by_kind"]},
+                      separators=(",", ":"))
 
 
 JOB_COLUMNS = ("id", "institution_id", "project_id", "allocation_id", "submitted_by", "batch_id", "name", "state",

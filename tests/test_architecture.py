@@ -116,7 +116,7 @@ def test_entry_points_do_not_write_through_the_orm(path):
     assert orm_writes(path.read_text()) == []
 
 
-PURE_CORES = ["federation/routing.py", "federation/broker.py", "federation/simulator.py", "federation/sim"]
+PURE_CORES = ["federation/routing", "federation/broker.py", "federation/simulator.py", "federation/sim"]
 
 
 def imported_modules(source: str) -> set[str]:

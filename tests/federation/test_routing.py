@@ -1,17 +1,22 @@
 """The job router: filters with reasons, the score and its explanation, batches, determinism."""
 
 import dataclasses
+import json
 import random
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+import federation.routing
+import federation.routing.router as routing_router
 from federation.routing import (
     BOUNDED,
     CHOSEN,
     EXCLUDED,
+    SCORED,
     JobSpec,
     PartitionView,
     Router,
@@ -414,6 +419,226 @@ def test_batch_decisions_equal_single_decisions_on_the_capacity_left_by_earlier_
                 state[p.partition_id] = dataclasses.replace(p, queued_gpu_seconds=queued)
 
 
+def mixed_federation(rng: random.Random, n: int) -> list[PartitionView]:
+    """GPU partitions of two kinds and CPU partitions over five sites, loaded, some degraded, with
+    datasets and peak prices; identical partitions now and then, so that ties happen."""
+    parts = []
+    for pid in range(1, n + 1):
+        site_id = rng.randint(1, 5)
+        common = {
+            "site_id": site_id,
+            "site_code": f"site{site_id}",
+            "site_state": rng.choice(("online", "online", "online", "degraded")),
+            "queued_gpu_seconds": rng.choice((0, 3600, 36000)),
+            "queued_core_seconds": rng.choice((0, 36000, 360000)),
+            "running_jobs": rng.randint(1, 9),
+            "peak_schedule": rng.choice(((), SCHEDULE)),
+            "datasets": rng.choice((frozenset(), frozenset({"pdb"}))),
+        }
+        nodes = rng.randint(1, 6)
+        if rng.random() < 0.3:
+            free = rng.randint(0, nodes * 64)
+            parts.append(cpu_partition(pid, nodes=nodes, free_cores=free, free_nodes=free // 64, **common))
+        else:
+            family, model, cards = rng.choice((("v100", "V100M32", 4), ("a10", "A10", 1)))
+            free = rng.randint(0, nodes * cards)
+            fields = {"accelerator_family": family, "accelerator_model": model, "gpus_per_node": cards}
+            parts.append(partition(pid, nodes=nodes, free_gpus=free, free_nodes=free // cards, **fields, **common))
+    return parts
+
+
+def consumed(p: PartitionView, job: JobSpec) -> PartitionView:
+    """``p`` once ``job`` went to it: started on free cards/cores and whole nodes, or queued."""
+    gpu = p.gpus_per_node > 0
+    per_node = p.gpus_per_node or p.cores_per_node
+    requested = job.nodes * (job.gpus_per_node if gpu else job.cores_per_node)
+    free = p.free_gpus if gpu else p.free_cores
+    if free < requested or (job.nodes > 1 and p.free_nodes < job.nodes):
+        queued = requested * job.walltime_s
+        if gpu:
+            return dataclasses.replace(p, queued_gpu_seconds=p.queued_gpu_seconds + queued)
+        return dataclasses.replace(p, queued_core_seconds=p.queued_core_seconds + queued)
+    free -= requested
+    free_nodes = max(0, p.free_nodes - job.nodes) if job.nodes > 1 or requested >= per_node else p.free_nodes
+    free_nodes = min(free_nodes, free // per_node)
+    if gpu:
+        return dataclasses.replace(p, free_gpus=free, free_nodes=free_nodes)
+    return dataclasses.replace(p, free_cores=free, free_nodes=free_nodes)
+
+
+MIXED_SHAPES = [
+    gpu_job(),
+    gpu_job(gpus_per_node=4),
+    gpu_job(gpus_per_node=4, nodes=2, walltime_s=7200),
+    gpu_job(gpus_per_node=2, dataset="pdb"),
+    gpu_job(preferred_sites=("site3", "site1")),
+    gpu_job(accepted_models=frozenset({"A10"})),
+    JobSpec(cores_per_node=8),
+    JobSpec(cores_per_node=64, nodes=2, walltime_s=7200),
+    JobSpec(cores_per_node=32, dataset="pdb", preferred_sites=("site2",)),
+]
+
+
+@pytest.mark.parametrize("heap_seed", [1, 8])
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_decisions_of_mixed_shapes_equal_a_full_scan_on_the_capacity_left(seed, heap_seed, monkeypatch):
+    """Shapes that share partitions, multi-node jobs, tight quotas: every decision of the batch is the
+    one an exhaustive single decision makes on the snapshot updated with the earlier ones (also when
+    each shape's search starts from its best candidate alone, so that it keeps visiting new ones)."""
+    monkeypatch.setattr(routing_router, "HEAP_SEED", heap_seed)
+    rng = random.Random(seed)
+    parts = mixed_federation(rng, rng.choice((6, 15, 30)))
+    jobs = rng.choices(MIXED_SHAPES, k=60)
+    quota = {site: rng.choice((0, 2_000, 20_000, 200_000)) for site in range(1, 6)}
+    state = {p.partition_id: p for p in parts}
+    left = dict(quota)
+    for job, decision in zip(jobs, route_batch(jobs, parts, quota, PEAK_NOW), strict=True):
+        fresh = route(job, list(state.values()), left, PEAK_NOW)
+        assert (decision.chosen_partition_id, decision.refusal) == (fresh.chosen_partition_id, fresh.refusal)
+        assert (decision.estimated_cost, decision.estimated_wait_s) == (fresh.estimated_cost, fresh.estimated_wait_s)
+        assert decision.score == (None if fresh.score is None else pytest.approx(fresh.score))
+        if decision.routed:
+            left[decision.chosen_site_id] -= decision.estimated_cost
+            state[decision.chosen_partition_id] = consumed(state[decision.chosen_partition_id], job)
+
+
+# --------------------------------------------------------------------------- the compact explanation
+
+
+def rounded(x: float) -> float:
+    return round(x * 1e4) / 1e4
+
+
+def assert_explains_like_the_breakdown(decision, limit: int = 3) -> None:
+    """``explain()`` lists the breakdown's evaluated candidates (best first, rounded) and counts its exclusions."""
+    explanation = decision.explain(limit)
+    assert json.loads(json.dumps(explanation)) == explanation
+    entries = decision.breakdown()
+    listed = [e for e in entries if e.status in (CHOSEN, SCORED)][:limit]
+    assert len(explanation["candidates"]) == len(listed)
+    for candidate, entry in zip(explanation["candidates"], listed, strict=True):
+        assert candidate == {
+            "partition_id": entry.partition_id,
+            "site_code": entry.site_code,
+            "status": entry.status,
+            "total": rounded(entry.total),
+            "wait": rounded(entry.wait),
+            "price": rounded(entry.price),
+            "locality": rounded(entry.locality),
+            "balance": rounded(entry.balance),
+            "preference": rounded(entry.preference),
+            "estimated_wait_s": entry.estimated_wait_s,
+            "estimated_cost": entry.estimated_cost,
+        }
+    assert explanation["excluded"] == dict(Counter(e.excluded_by for e in entries if e.status == EXCLUDED))
+    assert explanation["skipped_by_kind"] == decision.skipped_by_kind
+    assert (explanation["partition_id"], explanation["site_id"], explanation["site_code"]) == (
+        decision.chosen_partition_id,
+        decision.chosen_site_id,
+        decision.chosen_site_code,
+    )
+    assert explanation["estimated_cost"] == decision.estimated_cost
+    assert explanation["estimated_wait_s"] == decision.estimated_wait_s
+    assert explanation["score"] == (None if decision.score is None else rounded(decision.score))
+    assert (explanation["refusal"], explanation["message"]) == (decision.refusal, decision.refusal_message)
+
+
+def test_explain_gives_the_choice_its_score_parts_and_the_exclusions_counted_by_reason():
+    parts = [
+        partition(1, price_card_hour=1500, site_id=1),
+        partition(2, price_card_hour=1000, site_id=2),  # the cheapest, but the project has no quota there
+        partition(3, site_state="offline"),
+        partition(4, max_walltime_s=1800),
+        partition(5, site_state="draining"),
+        cpu_partition(6),
+    ]
+    decision = route(gpu_job(dataset="pdb"), parts, {1: PLENTY, 2: 0, 3: PLENTY, 4: PLENTY, 5: PLENTY}, PEAK_NOW)
+    explanation = decision.explain()
+    assert explanation["partition_id"] == 1 and explanation["site_code"] == "site1"
+    (chosen,) = explanation["candidates"]
+    assert chosen["status"] == CHOSEN and chosen["partition_id"] == 1
+    assert chosen["total"] == explanation["score"]
+    assert chosen["price"] == rounded(0.30 * ((8 * 100 + 1500) / (8 * 100 + 1000) - 1))  # vs the cheapest
+    assert chosen["locality"] == 0.15  # no pdb there
+    assert explanation["excluded"] == {"walltime_over_limit": 1, "no_site_online": 2, "insufficient_quota": 1}
+    assert explanation["skipped_by_kind"] == 1  # the CPU partition
+    assert explanation["refusal"] is None and explanation["message"] == ""
+    assert_explains_like_the_breakdown(decision)
+
+
+def test_explain_of_a_refused_job_gives_the_reason_the_message_and_the_exclusions():
+    parts = [partition(1, site_state="offline"), partition(2, max_walltime_s=1800), cpu_partition(3)]
+    decision = route(gpu_job(), parts, quota_for(*parts), PEAK_NOW)
+    explanation = decision.explain()
+    assert explanation["refusal"] == "no_site_online"
+    assert explanation["message"] == decision.refusal_message != ""
+    assert explanation["excluded"] == {"walltime_over_limit": 1, "no_site_online": 1}
+    assert explanation["partition_id"] is None and explanation["score"] is None
+    assert explanation["estimated_cost"] == 0 and explanation["candidates"] == []
+    assert_explains_like_the_breakdown(decision)
+
+    short = route(gpu_job(), [partition(1)], {1: 1}, PEAK_NOW).explain()
+    assert short["refusal"] == "insufficient_quota" and short["excluded"] == {"insufficient_quota": 1}
+    nothing = route(gpu_job(), [], {}, PEAK_NOW).explain()
+    assert nothing["refusal"] == "no_partitions" and nothing["excluded"] == {} and nothing["message"]
+
+
+def test_explain_lists_at_most_limit_candidates_best_first_with_the_choice_first():
+    cheap = partition(1, price_card_hour=1900, free_gpus=8, free_nodes=2, free_cores=64, running_jobs=14)
+    dear = partition(2, price_card_hour=2000, free_gpus=8, free_nodes=2, free_cores=64, running_jobs=14)
+    third = partition(3, price_card_hour=2100, free_gpus=4, free_nodes=1, free_cores=32, running_jobs=14)
+    decisions = route_batch(
+        [gpu_job(gpus_per_node=4)] * 6, [cheap, dear, third], quota_for(cheap, dear, third), PEAK_NOW
+    )
+    busy = decisions[-1]
+    statuses = [c["status"] for c in busy.explain(limit=10)["candidates"]]
+    assert statuses[0] == CHOSEN and set(statuses[1:]) <= {SCORED} and len(statuses) >= 2
+    totals = [c["total"] for c in busy.explain(limit=10)["candidates"]]
+    assert totals == sorted(totals)
+    assert len(busy.explain(limit=1)["candidates"]) == 1
+    assert busy.explain(limit=0)["candidates"] == [] and busy.explain(limit=0)["score"] == rounded(busy.score)
+    for decision in decisions:
+        assert_explains_like_the_breakdown(decision, limit=10)
+
+
+def test_explain_returns_a_fresh_dict_every_time():
+    decision = route(gpu_job(), [partition(1)], quota_for(partition(1)), PEAK_NOW)
+    first = decision.explain()
+    first["candidates"][0]["total"] = -1
+    first["excluded"]["made_up"] = 1
+    first["site_code"] = "elsewhere"
+    assert decision.explain() != first
+    assert_explains_like_the_breakdown(decision)
+
+
+def test_a_batch_decision_counts_the_partitions_found_out_of_quota_by_earlier_jobs():
+    cheap = partition(1, price_card_hour=1000)
+    dear = partition(2, price_card_hour=3000)
+    job = gpu_job()
+    per_job = estimate_cost(job, cheap, PEAK_NOW)
+    decisions = route_batch([job] * 3, [cheap, dear], {1: per_job, 2: PLENTY}, PEAK_NOW)
+    assert [d.chosen_partition_id for d in decisions] == [1, 2, 2]
+    for decision in decisions[1:]:
+        assert decision.explain()["excluded"] == {"insufficient_quota": 1}
+        by_id = {c.partition_id: c for c in decision.breakdown()}
+        assert by_id[1].excluded_by == "insufficient_quota"
+    for decision in decisions:
+        assert_explains_like_the_breakdown(decision)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_explain_agrees_with_the_breakdown_on_every_decision_of_a_batch(seed):
+    rng = random.Random(100 + seed)
+    parts = mixed_federation(rng, 25)
+    jobs = rng.choices(MIXED_SHAPES, k=80)
+    quota = {site: rng.choice((0, 20_000, 200_000, PLENTY)) for site in range(1, 6)}
+    router = Router(parts)
+    for decision in router.route_batch(jobs, quota, PEAK_NOW):
+        assert_explains_like_the_breakdown(decision, limit=rng.choice((1, 3, 50)))
+    for job in MIXED_SHAPES:
+        assert_explains_like_the_breakdown(router.route(job, quota, PEAK_NOW))
+
+
 # --------------------------------------------------------------------------- determinism
 
 
@@ -452,3 +677,14 @@ def test_the_router_and_the_broker_import_nothing_from_django():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_package_keeps_the_public_names_of_the_router_module():
+    public = {
+        "BOUNDED", "CHINA_UTC_OFFSET_S", "CHOSEN", "DEFAULT_WEIGHTS", "ECOSYSTEMS", "EXCLUDED", "NO_PARTITIONS",
+        "PERMILLE", "REASON_BY_STAGE", "REFUSAL_MESSAGES", "ROUTABLE_STATES", "SCORED", "SECONDS_PER_HOUR",
+        "SITE_STATES", "CandidateScore", "JobSpec", "PartitionView", "Router", "RoutingDecision", "ScoringWeights",
+        "Stage", "estimate_cost", "price_multiplier_permille", "route", "route_batch",
+    }  # fmt: skip
+    assert set(federation.routing.__all__) == public
+    assert all(getattr(federation.routing, name) is not None for name in public)
