@@ -3,7 +3,8 @@
 A pure core: plain Python over dataclasses, no Django. The caller (a service) builds
 ``PartitionView`` snapshots and the project's remaining brokered quota per site, injects the
 clock (``now``, a timezone-aware datetime), and persists the ``RoutingDecision`` it gets back
-(the chosen partition, the hold amount ``estimated_cost`` and the ``breakdown()``).
+(the chosen partition, the hold amount ``estimated_cost`` and the compact ``explain()``, a few µs;
+``breakdown()`` lists every compatible partition as objects, for investigating one decision).
 
 Filters, in order. A partition is excluded by the first one it fails; when no candidate is left
 the job is refused with the reason of the *latest* filter that eliminated a partition, since that
@@ -25,7 +26,9 @@ Filters 1-3 are answered by an index keyed by (family, model, ecosystem) and app
 decision never scans the partitions of other kinds; filters 1-6 depend only on the job's shape
 (identical ``JobSpec``s) and are cached per shape, with each candidate's score on the capacity
 snapshot, per hour of the day. A decision then walks the candidates best-first and stops at the
-first one whose site has the quota (single decisions) or whose lower bound cannot win (batches).
+first one whose site has the quota (single decisions), or at the first whose score, re-computed
+only if a job of the batch went to its partition since, is still the lowest (batches: see
+``Router``).
 
 Score (lower is better). Every part is in [0, 1] before weighting; ``CandidateScore`` holds the
 *weighted* parts, which add up to ``total``::

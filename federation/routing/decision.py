@@ -42,9 +42,9 @@ class RoutingDecision:
     refusal: str | None
     skipped_by_kind: int
     _view: HourView = field(repr=False, compare=False)
-    # the candidates scored at decision time, as ranked (total, k, version, row), the choice among them;
-    # and the numbers of the candidates found out of quota. (The tuples the search made anyway: the
-    # decision allocates nothing for its evidence.)
+    # the candidates scored at decision time, as ranked (total, k, version, row), the choice among them
+    # (the very tuples the search ranked, so the evidence costs the hot path next to nothing); and the
+    # numbers of the candidates found out of quota
     _scored: tuple[Ranked, ...] = field(repr=False, compare=False)
     _short: tuple[int, ...] = field(repr=False, compare=False)
     _chosen: int = field(repr=False, compare=False)

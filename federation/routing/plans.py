@@ -64,6 +64,7 @@ class ShapePlan:
     base_rates: tuple[int, ...]
     localities: tuple[float, ...]  # weighted
     preferences: tuple[float, ...]  # weighted
+    priced_only: bool  # no dataset, no preferred sites: every locality and preference part is 0
     snapshot_rows: tuple[Row, ...]  # wait and balance on the Router's snapshot (hour-independent)
     excluded: tuple[tuple[int, Stage], ...]  # partition index, filter (4-6)
     excluded_counts: dict[str, int]  # refusal code -> partitions: ``excluded`` counted, by stage (only copied)

@@ -70,7 +70,7 @@ class Router:
         self._mean_remaining_s = weights.mean_remaining_s
         self._shape_cache_size = shape_cache_size
         self._plans: dict[JobSpec, ShapePlan] = {}
-        self._multipliers = tuple(utc_hour_multipliers(p.peak_schedule, p.utc_offset_s) for p in parts)
+        self._multipliers = tuple([utc_hour_multipliers(p.peak_schedule, p.utc_offset_s) for p in parts])
         self._capacity = [p.nodes * (p.gpus_per_node or p.cores_per_node) for p in parts]
         self._free = [
             max(0, min(cap, p.free_gpus if p.is_gpu else p.free_cores))
@@ -80,16 +80,34 @@ class Router:
         self._queued = [float(p.queued_gpu_seconds if p.is_gpu else p.queued_core_seconds) for p in parts]
         # what filters 4-6 and the static score parts read, as columns by partition index (comprehensions
         # over them are several times cheaper than a loop over the partitions' attributes)
-        self._max_walltime = tuple(p.max_walltime_s for p in parts)
-        self._node_cores = tuple(p.cores_per_node for p in parts)
-        self._node_memory = tuple(p.memory_mb_per_node for p in parts)
-        self._node_cards = tuple(p.gpus_per_node for p in parts)
-        self._nodes = tuple(p.nodes for p in parts)
-        self._routable = tuple(p.site_state in ROUTABLE_STATES for p in parts)
-        self._site_codes = tuple(p.site_code for p in parts)
-        self._datasets = tuple(p.datasets for p in parts)
-        self._price_core = tuple(p.price_core_hour for p in parts)
-        self._price_card = tuple(p.price_card_hour for p in parts)
+        profiles = [
+            (
+                p.max_walltime_s,
+                p.cores_per_node,
+                p.memory_mb_per_node,
+                p.gpus_per_node,
+                p.nodes,
+                p.site_state,
+                p.site_code,
+                p.datasets,
+                p.price_core_hour,
+                p.price_card_hour,
+            )
+            for p in parts
+        ]
+        (
+            self._max_walltime,
+            self._node_cores,
+            self._node_memory,
+            self._node_cards,
+            self._nodes,
+            site_states,
+            self._site_codes,
+            self._datasets,
+            self._price_core,
+            self._price_card,
+        ) = zip(*profiles, strict=True) if profiles else ((),) * 10
+        self._routable = tuple([state in ROUTABLE_STATES for state in site_states])
         self._multipliers_by_hour: dict[int, tuple[int, ...]] = {}
         # (family, model, ecosystem) -> application -> partition indices; None -> all of that kind
         index: dict[tuple[str | None, str | None, str], dict[str | None, list[int]]] = {}
@@ -103,7 +121,7 @@ class Router:
         self._buckets: dict[tuple, tuple[tuple[int, ...], Stage | None]] = {}
         # slot -> (hot candidate, row on the snapshot); a slot numbers (partition, requested, nodes)
         self._slots: dict[int, tuple[Hot, Row]] = {}
-        self._slot_stride = max((p.nodes for p in parts), default=0) + 1
+        self._slot_stride = max(self._nodes, default=0) + 1
 
     # ------------------------------------------------------------------ public
 
@@ -153,9 +171,9 @@ class Router:
         self._buckets[key] = known
         return known
 
-    def _slot(self, i: int, requested: int, nodes: int) -> tuple[Hot, Row]:
-        """The hot candidate and its row on the snapshot for ``requested`` cards/cores on ``nodes``."""
-        slot = (requested * self._slot_stride + nodes) * len(self.partitions) + i
+    def _slot(self, slot: int, i: int, requested: int, nodes: int) -> tuple[Hot, Row]:
+        """The hot candidate and its row on the snapshot for ``requested`` cards/cores on ``nodes`` (the
+        slot numbers the three: ``(requested * stride + nodes) * partitions + i``)."""
         known = self._slots.get(slot)
         if known is None:
             p = self.partitions[i]
@@ -220,7 +238,8 @@ class Router:
         requested = job_cards if cards else job_cores
         slot_base = (requested * self._slot_stride + nodes) * len(self.partitions)
         slots_get = self._slots.get
-        candidates = [slots_get(slot_base + i) or self._slot(i, requested, nodes) for i in indices]
+        candidates = [slots_get(slot_base + i) or self._slot(slot_base + i, i, requested, nodes) for i in indices]
+        hot, rows = zip(*candidates, strict=True) if candidates else ((), ())
         price_core, price_card = self._price_core, self._price_card
         base_rates = tuple([(job_cores * price_core[i] + job_cards * price_card[i]) * walltime for i in indices])
         dataset = job.dataset
@@ -255,11 +274,12 @@ class Router:
             job=job,
             router_partitions=self.partitions,
             indices=indices,
-            hot=tuple([candidate[0] for candidate in candidates]),
+            hot=hot,
             base_rates=base_rates,
             localities=localities,
             preferences=preferences,
-            snapshot_rows=tuple([candidate[1] for candidate in candidates]),
+            priced_only=dataset is None and not job.preferred_sites,
+            snapshot_rows=rows,
             excluded=tuple(excluded),
             excluded_counts={REASON_BY_STAGE[stage]: counts[stage] for stage in sorted(counts)},
             refusal_stage=refusal_stage,
@@ -287,12 +307,15 @@ class Router:
             )
         else:
             prices = tuple([0.0 if cost == 0 else w_price for cost in costs])
-        statics = tuple(
-            [
-                price + locality + preference
-                for price, locality, preference in zip(prices, plan.localities, plan.preferences, strict=True)
-            ]
-        )
+        if plan.priced_only:  # (x + 0.0 + 0.0 is x)
+            statics = prices
+        else:
+            statics = tuple(
+                [
+                    price + locality + preference
+                    for price, locality, preference in zip(prices, plan.localities, plan.preferences, strict=True)
+                ]
+            )
         rows = plan.snapshot_rows
         ranked = sorted(
             [(static + row[1] + row[2], k, 0, row) for k, (static, row) in enumerate(zip(statics, rows, strict=True))]
