@@ -137,5 +137,7 @@ def get_allocation(actor: Actor, pk) -> Allocation:
 
 
 def ledger_for(actor: Actor, allocation: Allocation) -> QuerySet[LedgerEntry]:
-    allocation = get_allocation(actor, allocation.pk)
-    return LedgerEntry.objects.filter(allocation=allocation).select_related("resource_class")
+    """The allocation's ledger, scoped in the same query (no second fetch of the allocation:
+    callers already hold it from get_allocation, which answered 404 for foreign ones)."""
+    visible = allocations_for(actor).filter(pk=allocation.pk).values("pk")
+    return LedgerEntry.objects.filter(allocation_id__in=visible).select_related("resource_class")

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from accounts.actors import Actor
 from accounts.audit import audit_record, snapshot
-from accounts.models import InstitutionRole, Membership, User, normalize_email
+from accounts.models import InstitutionRole, User, normalize_email
 from allocations.models import Discipline, Project, ProjectMember
 from portal.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 
@@ -143,6 +143,3 @@ def project_member_remove(*, actor: Actor, member: ProjectMember) -> None:
     )
     member.delete()
 
-
-def institution_has_member(institution_id: int, user: User) -> bool:
-    return Membership.objects.filter(institution_id=institution_id, user=user).exists()

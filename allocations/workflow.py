@@ -463,7 +463,7 @@ def request_submit(*, actor: Actor, request: AllocationRequest) -> AllocationReq
     system = system_actor()
     auto_assign_reviewers(actor=system, request=request)
     request = AllocationRequest.objects.get(pk=request.pk)
-    if request.state in (S.SUBMITTED, S.APPEALED) and _open_reviews(request) >= max(_min_reviews(request), 1):
+    if request.state in (S.SUBMITTED, S.APPEALED) and _open_reviews(request) >= max(min_reviews(request), 1):
         # A revised request goes back to the reviewers it already has (their earlier reviews stay
         # on record; the committee may ask for more).
         request = transition(actor=system, request=request, to_state=S.UNDER_REVIEW,
@@ -480,7 +480,8 @@ def request_withdraw(*, actor: Actor, request: AllocationRequest, reason: str = 
     return transition(actor=actor, request=request, to_state=S.WITHDRAWN, reason=reason)
 
 
-def _min_reviews(request: AllocationRequest) -> int:
+def min_reviews(request: AllocationRequest) -> int:
+    """Reviews a request needs before a decision: the tier's minimum, and two for an appeal."""
     return max(TIERS[request.tier].min_reviews, 2 if request.kind == RequestKind.APPEAL else 0)
 
 
@@ -543,7 +544,7 @@ def auto_assign_reviewers(*, actor: Actor, request: AllocationRequest) -> list[R
     if not is_committee(actor, request):
         raise PermissionDenied("Only the committee assigns reviewers.", code="committee_required")
     request = AllocationRequest.objects.get(pk=request.pk)
-    needed = _min_reviews(request) - _open_reviews(request)
+    needed = min_reviews(request) - _open_reviews(request)
     assigned = []
     for reviewer in eligible_reviewers(request)[: max(needed, 0)]:
         assigned.append(assign_reviewer(actor=actor, request=request, reviewer=reviewer))
@@ -636,7 +637,7 @@ def decide(
     if request.state != S.UNDER_REVIEW:
         raise Conflict("Only a request under review can be decided.", code="illegal_transition")
     done = request.reviews.filter(state=Review.State.SUBMITTED).count()
-    needed = _min_reviews(request)
+    needed = min_reviews(request)
     if outcome != Decision.Outcome.REVISE and done < needed:
         raise Conflict(f"{needed} reviews are needed before a decision; {done} are in.", code="not_enough_reviews")
     return _decide(actor=actor, request=request, outcome=outcome, amounts=amounts or {}, reason=reason.strip())

@@ -40,8 +40,7 @@ def _require_committee(actor) -> None:
 
 
 def reviews_needed(req) -> int:
-    # The tier's minimum, and two for appeals: the rule lives in the workflow.
-    return workflow._min_reviews(req)
+    return workflow.min_reviews(req)
 
 
 @login_required
