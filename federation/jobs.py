@@ -25,6 +25,7 @@ from accounts.audit import audit_record
 from accounts.models import TokenScope
 from allocations import ledger
 from allocations.models import Allocation, AllocationState, Hold, Project, ResourceClass
+from federation import routing_cache
 from federation.adapters import DispatchJob, adapter_for
 from federation.models import TERMINAL_JOB_STATES, Job, JobEvent, JobState, Partition, Site
 from federation.routing import JobSpec, PartitionView, Router
@@ -200,8 +201,7 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
     allocation = active_allocation(project, now.date())
     classes = {rc.code: rc for rc in ResourceClass.objects.filter(active=True)}
     if router is None or partitions is None:
-        views, partitions = partition_views()
-        router = Router(views)
+        router, partitions = routing_cache.current_router()  # static part cached ≤ 2 s, live capacity fresh
     quota = _quota_by_site(allocation, classes, {p.site_id for p in partitions.values()})
     funded = _funded_card_models(allocation, partitions)
     result = SubmitResult(batch_id=uuid.uuid4())

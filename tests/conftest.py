@@ -75,5 +75,8 @@ def _fast_password_hashing():
 def _isolated_cache():
     from django.core.cache import cache
 
+    from federation import routing_cache
+
     cache.clear()
+    routing_cache.invalidate()  # the per-process partition snapshot must not outlive a test's rolled-back rows
     yield

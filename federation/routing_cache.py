@@ -1,0 +1,136 @@
+"""A short-lived, per-process cache of the router's partition snapshot for job submission.
+
+Building the snapshot from the database (every partition with its site, family and applications,
+as ``PartitionView``s) and a fresh ``Router`` (index, per-shape plans) cost more than the rest of
+a single-job submission. Partitions, prices and site states change rarely; free capacity changes
+all the time. So:
+
+* the *static* part — the partition rows and their views at full capacity — is loaded once and
+  reused for ``TTL_S`` seconds. It is dropped at once when, in this process, a site, partition,
+  application or accelerator family is saved or deleted, or the applications a partition offers
+  change (Django signals; again after commit, so a reader never keeps rows a rolled-back
+  transaction wrote). Another process's change (an operator drained a site through the other
+  ASGI worker) is seen after at most ``TTL_S``: the router may still pick that site for up to
+  that long, and the site refuses or the job is re-routed, as for any change that races a
+  submission;
+* the *live* part — this process's adapters' capacity snapshots (simulated centres ticking in
+  the embedded server, or in tests) — is read on every call, as ``partition_views()`` does; the
+  views are re-made from the static ones only when a figure changed;
+* the ``Router`` is kept per thread (it is not thread-safe: shape plans carry a batch's search
+  state) and per snapshot, so its per-shape plans stay warm across submissions.
+
+Decisions are those of ``Router(partition_views()[0])``: the same views, at most ``TTL_S`` old
+for the static part (tested). The batch path builds its own snapshot per batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from federation.models import AcceleratorFamily, Application, Partition, Site
+from federation.routing import PartitionView, Router
+
+TTL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Static:
+    generation: int
+    loaded_at: float
+    views: tuple[PartitionView, ...]  # full capacity: what partition_views() gives without adapters
+    names: tuple[tuple[int, str], ...]  # (site id, partition name) of each view, to find its live figures
+    partitions: dict[int, Partition]
+
+
+_lock = threading.Lock()
+_static: _Static | None = None
+_generation = 0
+_local = threading.local()
+_clock = time.monotonic  # tests move it
+
+
+def invalidate(**_signal_kwargs) -> None:
+    """Forget the snapshot (every thread's router goes with it)."""
+    global _static, _generation
+    with _lock:
+        _generation += 1
+        _static = None
+
+
+def _invalidate_now_and_after_commit(**kwargs) -> None:
+    invalidate()
+    transaction.on_commit(invalidate, robust=True)
+
+
+for _model in (Site, Partition, Application, AcceleratorFamily):
+    post_save.connect(_invalidate_now_and_after_commit, sender=_model, dispatch_uid=f"routing_cache.{_model.__name__}")
+    post_delete.connect(_invalidate_now_and_after_commit, sender=_model,
+                        dispatch_uid=f"routing_cache.del.{_model.__name__}")
+m2m_changed.connect(_invalidate_now_and_after_commit, sender=Application.partitions.through,
+                    dispatch_uid="routing_cache.applications")
+
+
+def _load() -> _Static:
+    global _static
+    from federation.jobs import partition_views
+
+    with _lock:
+        generation = _generation
+    views, partitions = partition_views(with_live_capacity=False)
+    names = tuple((v.site_id, partitions[v.partition_id].name) for v in views)
+    static = _Static(generation, _clock(), tuple(views), names, partitions)
+    with _lock:
+        if _generation == generation:  # nothing changed while we read
+            _static = static
+    return static
+
+
+def _current_static() -> _Static:
+    static = _static
+    if static is None or _clock() - static.loaded_at > TTL_S:
+        static = _load()
+    return static
+
+
+def _live_figures() -> dict[tuple[int, str], tuple[int, int, int, int, int, int]]:
+    from federation.adapters import known_adapters
+
+    live = {}
+    for site_id, adapter in known_adapters().items():
+        for p in adapter.capacity().partitions:
+            live[(site_id, p.name)] = (p.cores_free, p.gpus_free, p.nodes_idle, p.pending_core_seconds,
+                                       p.pending_gpu_seconds, p.running)
+    return live
+
+
+def _with_live(static: _Static, live: dict) -> list[PartitionView]:
+    if not live:
+        return list(static.views)
+    views = []
+    for view, key in zip(static.views, static.names, strict=True):
+        figures = live.get(key)
+        if figures is None:
+            views.append(view)
+            continue
+        cores, gpus, nodes, queued_cs, queued_gs, running = figures
+        views.append(replace(view, free_cores=cores, free_gpus=gpus, free_nodes=nodes, queued_core_seconds=queued_cs,
+                             queued_gpu_seconds=queued_gs, running_jobs=running))
+    return views
+
+
+def current_router() -> tuple[Router, dict[int, Partition]]:
+    """This thread's router over the current snapshot, and the partitions by id (shared, read-only)."""
+    static = _current_static()
+    live = _live_figures()
+    figures = tuple(sorted(live.items()))
+    cached = getattr(_local, "entry", None)
+    if cached is not None and cached[0] is static and cached[1] == figures:
+        return cached[2], static.partitions
+    router = Router(_with_live(static, live))
+    _local.entry = (static, figures, router)
+    return router, static.partitions
