@@ -29,3 +29,19 @@ def get_job(actor: Actor, pk) -> Job:
         return jobs_for(actor).get(pk=int(pk))
     except (Job.DoesNotExist, TypeError, ValueError):
         raise NotFound("Job not found.", code="job_not_found") from None
+
+
+def site_jobs_for(actor: Actor, site) -> QuerySet[Job]:
+    """The jobs at one centre, for its operators and federation admins (everyone else: none). Operators
+    watch their centre's work; the page shows what runs there, not whose research it is."""
+    from accounts.models import FederationRoleKind
+    from federation.models import SiteOperator
+
+    qs = Job.objects.select_related("site", "partition", "institution", "resource_class").filter(site=site)
+    if actor.is_federation_admin:
+        return qs
+    if actor.user is None or not actor.has_federation_role(FederationRoleKind.SITE_OPERATOR):
+        return qs.none()
+    # Bound to the centre: checked in the same query (no separate look-up).
+    return qs.filter(site__in=SiteOperator.objects.filter(user=actor.user).values("site_id"))
+

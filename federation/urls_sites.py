@@ -2,12 +2,14 @@
 
 from django.urls import path
 
-from federation.views import sites
+from federation.views import board, sites
 
 app_name = "centres"
 
 urlpatterns = [
     path("", sites.site_list, name="site_list"),
+    path("status/", board.status_board, name="status_board"),
     path("<slug:code>/", sites.site_detail, name="site_detail"),
     path("<slug:code>/state/", sites.site_set_state, name="site_set_state"),
+    path("<slug:code>/jobs/", board.site_jobs_fragment, name="site_jobs"),
 ]

@@ -26,6 +26,8 @@ def _nav(request, actor, institutions) -> list[dict]:
     if actor.memberships:
         items.append({"label": _("Jobs"), "url": reverse("jobs:job_list"), "prefix": "/jobs/"})
     items.append({"label": _("Centres"), "url": reverse("centres:site_list"), "prefix": "/centres/"})
+    items.append({"label": _("Federation status"), "url": reverse("centres:status_board"),
+                  "prefix": "/centres/status/"})
     if actor.has_federation_role(FederationRoleKind.REVIEWER):
         items.append({"label": _("Reviews"), "url": reverse("allocations:review_queue"),
                       "prefix": "/allocations/reviews/"})

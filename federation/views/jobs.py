@@ -13,7 +13,8 @@ from allocations.access import projects_for
 from federation import jobs as job_services
 from federation.access import get_job, jobs_for
 from federation.forms import JobFilterForm, JobSubmitForm
-from federation.models import TERMINAL_JOB_STATES
+from federation.models import TERMINAL_JOB_STATES, JobState
+from federation.templatetags.federation_tags import JOB_BADGES
 from federation.views.common import (
     accelerator_families,
     application_choices,
@@ -30,6 +31,25 @@ JOBS_PER_PAGE = 25
 # Refusals that depend on the federation's state (try again later) rather than on the job: 409, as the API.
 STATE_DEPENDENT_REFUSALS = {"insufficient_balance", "insufficient_quota", "no_site_online"}
 SCORE_PARTS = ("wait", "price", "locality", "balance", "preference")
+
+
+def live_context() -> dict:
+    """What the live job pages' script needs to redraw a row the way the server does: state labels and
+    badges and the wordings of amounts and times (the stream carries the numbers: docs/websockets.md)."""
+    return {
+        "job_states": {state.value: {"label": str(state.label), "badge": JOB_BADGES.get(state, ""),
+                                     "terminal": state in TERMINAL_JOB_STATES} for state in JobState},
+        "live_words": {
+            "core_hours": _("%(amount)s core-hours"),
+            "card_hours": _("%(amount)s card-hours"),
+            "so_far": _("≈ %(amount)s so far"),
+            "started": _("started %(time)s"),
+            "ended": _("ended %(time)s"),
+            "new_jobs": _("New jobs were submitted: show them"),
+            "rerouted": _("The job was routed again: reload the page for the new explanation."),
+            "job_now": _("Job #%(id)s is now %(state)s."),
+        },
+    }
 
 
 def _submittable_projects(actor) -> list:
@@ -67,6 +87,9 @@ def _render_list(request, actor, *, form: JobSubmitForm | None = None, status: i
         "form": form,
         "form_open": bool(form is not None and (form.is_bound or (page.paginator.count == 0 and not state
                                                                   and not project))),
+        "live_project": project or "",
+        "first_page": page.number == 1 and not state,
+        **live_context(),
     }
     return render(request, "federation/job_list.html", context, status=status)
 
@@ -161,6 +184,7 @@ def job_detail(request, job_id: int):
         "routing": routing_explanation(job),
         "finished": finished,
         "can_cancel": not finished and job_services.can_submit(actor, job.project),
+        **live_context(),
     }
     return render(request, "federation/job_detail.html", context)
 

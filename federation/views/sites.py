@@ -15,6 +15,7 @@ from allocations.ledger import to_display
 from federation import selectors, services
 from federation.forms import SiteStateForm
 from federation.models import SiteState
+from federation.views.board import site_jobs, site_state_labels
 from federation.views.common import (
     error_message,
     operated_site_ids,
@@ -102,6 +103,8 @@ def _render_site(request, actor, site, *, form: SiteStateForm | None = None, err
         "form": form or SiteStateForm(),
         "error": error,
         "commitments": commitments,
+        "site_jobs": site_jobs(actor, site) if operator else None,  # the live list of its jobs (operators)
+        "site_states": site_state_labels(),
         "schedule": [{"start": e.get("start_hour"), "end": e.get("end_hour"),
                       "multiplier": e.get("multiplier_permille", 1000) / 1000}
                      for e in site.price_schedule or [] if isinstance(e, dict)],
@@ -143,3 +146,36 @@ def site_set_state(request, code: str):
         messages.success(request, _("%(name)s is now %(state)s.")
                          % {"name": site.name, "state": site_state_label(state).lower()})
     return redirect("centres:site_detail", code=site.code)
+
+
+# Why a connection check failed, in the portal's words (the code is stable; Slurm's own text follows).
+PING_FAILURES = {
+    "slurm_unavailable": _("slurmrestd does not answer"),
+    "slurm_auth_failed": _("Slurm refused the centre's credentials"),
+    "slurm_controller_down": _("slurmrestd answers but the Slurm controller is not up"),
+}
+
+
+@login_required
+@require_POST
+def site_ping(request, code: str):
+    """Check the connection to a Slurm centre (operators, federation admins): latency and version."""
+    from federation import slurm_services
+
+    actor = portal_actor(request)
+    site = _site(code)
+    try:
+        result = slurm_services.site_ping(actor=actor, site=site)
+    except PermissionDenied as exc:
+        raise_as_http(exc)
+    except ApplicationError as exc:
+        messages.error(request, error_message(exc))
+        return redirect("centres:site_detail", code=site.code)
+    if result.ok:
+        messages.success(request, _("Slurm %(version)s answers in %(latency)s ms.")
+                         % {"version": result.version, "latency": f"{result.latency_ms:.1f}"})
+    else:
+        messages.error(request, _("Connection check failed: %(why)s (%(detail)s).")
+                       % {"why": PING_FAILURES.get(result.code, result.code), "detail": result.message})
+    return redirect("centres:site_detail", code=site.code)
+
