@@ -1,6 +1,6 @@
 """Trace replay: the federation to replay on, from the database or from an inventory CSV.
 
-Reads only. The replay itself (``federation.sim.replay``, pure) runs on the router's
+Reads only. The replay itself (``federation.trace_replay``, a pure core) runs on the router's
 ``PartitionView``s at full capacity, each partition's simulated centre built from the same rows;
 nothing it does is written anywhere (a replay is an experiment, not a change to the federation).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from federation.applications import APPLICATIONS
 from federation.inventory import InventoryError, plan_federation, read_inventory
 from federation.routing import PartitionView
-from federation.sim.replay import ReplayReport, TraceError, read_trace, replay
+from federation.trace_replay import ReplayReport, TraceError, read_trace, replay
 
 __all__ = ["InventoryError", "ReplayReport", "TraceError", "federation_from_database", "federation_from_inventory",
            "read_trace", "replay"]

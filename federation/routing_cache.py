@@ -16,8 +16,9 @@ all the time. So:
 * the *live* part — this process's adapters' capacity snapshots (simulated centres ticking in
   the embedded server, or in tests) — is read on every call, as ``partition_views()`` does; the
   views are re-made from the static ones only when a figure changed;
-* the ``Router`` is kept per thread (it is not thread-safe: shape plans carry a batch's search
-  state) and per snapshot, so its per-shape plans stay warm across submissions.
+* the ``Router`` is kept per snapshot and per live thread (it is not thread-safe: shape plans carry
+  a batch's search state), handed on to a new thread when its thread ended (ASGI runs each request
+  in a thread of its own), so its per-shape plans stay warm across submissions.
 
 Decisions are those of ``Router(partition_views()[0])``: the same views, at most ``TTL_S`` old
 for the static part (tested). The batch path builds its own snapshot per batch.
@@ -50,7 +51,6 @@ class _Static:
 _lock = threading.Lock()
 _static: _Static | None = None
 _generation = 0
-_local = threading.local()
 _clock = time.monotonic  # tests move it
 
 
@@ -123,14 +123,52 @@ def _with_live(static: _Static, live: dict) -> list[PartitionView]:
     return views
 
 
+class _Slot:
+    """A router and the thread that owns it (only a live owner uses it)."""
+
+    __slots__ = ("owner", "static", "figures", "router")
+
+    def __init__(self, owner: threading.Thread):
+        self.owner = owner
+        self.static: _Static | None = None
+        self.figures: tuple = ()
+        self.router: Router | None = None
+
+
+_slots: list[_Slot] = []
+MAX_SLOTS = 32
+
+
+def _slot_for(me: threading.Thread, static: _Static, figures: tuple) -> _Slot:
+    """This thread's slot; else one whose thread ended (preferably on this snapshot); else a new one."""
+    with _lock:
+        for slot in _slots:
+            if slot.owner is me:
+                return slot
+        ended = [slot for slot in _slots if not slot.owner.is_alive()]
+        if ended:
+            slot = next((s for s in ended if s.static is static and s.figures == figures), ended[0])
+            slot.owner = me
+            if len(_slots) > MAX_SLOTS:
+                _slots[:] = [s for s in _slots if s is slot or s.owner.is_alive()]
+            return slot
+        slot = _Slot(me)
+        _slots.append(slot)
+        return slot
+
+
 def current_router() -> tuple[Router, dict[int, Partition]]:
-    """This thread's router over the current snapshot, and the partitions by id (shared, read-only)."""
+    """A router over the current snapshot for this thread, and the partitions by id (shared, read-only).
+
+    A ``Router`` is not for concurrent use, so each live thread has its own. Under ASGI, Django runs
+    each request's synchronous code in a thread of its own that ends with the request: the next
+    request's thread adopts the router of an ended one, so shape plans stay warm across requests.
+    """
     static = _current_static()
     live = _live_figures()
     figures = tuple(sorted(live.items()))
-    cached = getattr(_local, "entry", None)
-    if cached is not None and cached[0] is static and cached[1] == figures:
-        return cached[2], static.partitions
-    router = Router(_with_live(static, live))
-    _local.entry = (static, figures, router)
-    return router, static.partitions
+    slot = _slot_for(threading.current_thread(), static, figures)
+    if slot.router is None or slot.static is not static or slot.figures != figures:
+        slot.router = Router(_with_live(static, live))
+        slot.static, slot.figures = static, figures
+    return slot.router, static.partitions

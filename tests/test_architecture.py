@@ -116,7 +116,8 @@ def test_entry_points_do_not_write_through_the_orm(path):
     assert orm_writes(path.read_text()) == []
 
 
-PURE_CORES = ["federation/routing", "federation/broker.py", "federation/simulator.py", "federation/sim"]
+PURE_CORES = ["federation/routing", "federation/broker.py", "federation/simulator.py", "federation/sim",
+              "federation/trace_replay.py"]
 
 
 def imported_modules(source: str) -> set[str]:

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from federation.inventory import DEFAULT_INVENTORY
 from federation.models import Job, Site
-from federation.sim.replay import TraceError, percentile, read_trace
+from federation.trace_replay import TraceError, percentile, read_trace
 from tests.factories import build_small_federation
 
 SAMPLE = Path(__file__).resolve().parents[2] / "federation" / "data" / "openb_pod_sample.csv"

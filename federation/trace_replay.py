@@ -1,4 +1,5 @@
-"""Replaying a job trace through the real router and simulated centres, on a virtual clock (pure Python).
+"""Replaying a job trace through the real router and simulated centres, on a virtual clock (a pure core:
+no Django, checked by tests/test_architecture.py).
 
 Input: the federation as the router sees it (``PartitionView``s at full capacity, with each
 partition's name) and trace jobs (``TraceJob``, read from the Alibaba openb pod CSV by
