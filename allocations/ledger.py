@@ -34,7 +34,7 @@ from allocations.models import (
     ResourceClass,
 )
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
-from portal.events import institution_group, publish
+from portal.events import publish_balances
 
 
 def to_smallest(resource_class: ResourceClass, display_amount: int | Decimal) -> int:
@@ -59,11 +59,7 @@ def _entry(
 
 
 def _publish_balance(allocation: Allocation, resource_class: ResourceClass, kind: str) -> None:
-    publish(
-        groups=[institution_group(allocation.institution_id)],
-        event="allocation.balance",
-        payload={"allocation": allocation.pk, "class": resource_class.code, "kind": kind},
-    )
+    publish_balances(allocation, [resource_class.pk])
 
 
 def _locked_balance(allocation: Allocation, resource_class: ResourceClass) -> AllocationBalance:

@@ -36,7 +36,7 @@ from allocations.models import (
 )
 from allocations.rules import APPEAL_WINDOW_DAYS, MAX_ATTACHMENT_BYTES, TIERS, credits_for
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
-from portal.events import institution_group, publish
+from portal.events import publish_balances, publish_request
 
 S = RequestState
 
@@ -124,11 +124,7 @@ def transition(*, actor: Actor, request: AllocationRequest, to_state: str, reaso
             before={"state": from_state},
             after={"state": to_state},
         )
-        publish(
-            groups=[institution_group(request.institution_id)],
-            event="allocation_request.state",
-            payload={"id": request.pk, "from": from_state, "to": to_state},
-        )
+        publish_request(request, from_state, now)
     return request
 
 
@@ -765,11 +761,7 @@ def allocation_set_state(*, actor: Actor, allocation: Allocation, to_state: str,
         before={"state": before},
         after={"state": to_state, "reason": reason[:500]},
     )
-    publish(
-        groups=[institution_group(allocation.institution_id)],
-        event="allocation.state",
-        payload={"id": allocation.pk, "from": before, "to": to_state},
-    )
+    publish_balances(allocation)
     return allocation
 
 

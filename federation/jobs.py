@@ -31,7 +31,7 @@ from federation.models import TERMINAL_JOB_STATES, Job, JobEvent, JobState, Part
 from federation.routing import JobSpec, PartitionView, Router
 from federation.simulator import DETAIL_NODE_FAILURE, DETAIL_SITE_OUTAGE, REFUSED_DUPLICATE
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
-from portal.events import institution_group, publish
+from portal.events import publish_dispatched, publish_jobs, publish_submitted_jobs
 
 J = JobState
 MAX_BATCH = 10_000
@@ -266,8 +266,8 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
             audit_record(actor=actor, action="jobs.submit", obj=project, institution=project.institution_id,
                          after={"batch": str(result.batch_id), "accepted": len(rows),
                                 "refused": len(result.refused)})
-            publish(groups=[institution_group(project.institution_id)], event="jobs.submitted",
-                    payload={"batch": str(result.batch_id), "count": len(rows)})
+            publish_submitted_jobs(project, [(job_id, req, partition) for (_i, req, _d, partition, _h), job_id
+                                             in zip(rows, ids, strict=True)], now)
             site_ids = sorted({partition.site_id for _, _, _, partition, _ in rows})
             if enqueue_dispatch:
                 transaction.on_commit(lambda: _enqueue_dispatch(site_ids))
@@ -407,6 +407,7 @@ def dispatch_routed(site: Site, *, limit: int = DISPATCH_CHUNK, now: datetime | 
             raise RuntimeError("dispatched rows changed under their lock")
         cause = f"accepted by {site.code}"
         write_events([(job_id, J.ROUTED, J.DISPATCHED, cause, now) for job_id in accepted])
+        publish_dispatched(accepted, J.DISPATCHED, cause, now)
         apply_moves(refused)
     return len(accepted)
 
@@ -480,11 +481,7 @@ def apply_moves(moves: list[tuple[int, str, str, datetime, dict | None]], *, tim
                                       "partition", "routing", "attempts", "hold", "hold_part", "resource_class"],
                             batch_size=1000)
     write_events([(e.job_id, e.from_state, e.to_state, e.cause, e.at) for e in events])
-    by_institution = defaultdict(list)
-    for job in touched:
-        by_institution[job.institution_id].append({"id": job.pk, "state": job.state})
-    for institution_id, items in by_institution.items():
-        publish(groups=[institution_group(institution_id)], event="jobs.state", payload={"jobs": items})
+    publish_jobs(touched, {e.job_id: (e.cause, e.at) for e in events})
     return len(changed)
 
 

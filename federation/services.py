@@ -23,9 +23,7 @@ from federation.models import (
     SiteState,
 )
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
-from portal.events import publish
-
-SITES_GROUP = "federation.sites"
+from portal.events import publish_site
 
 # Which site states an operator may move between (any other move is refused with 409).
 SITE_TRANSITIONS: set[tuple[str, str]] = {
@@ -71,7 +69,7 @@ def site_set_state(*, actor: Actor, site: Site, state: str, reason: str = "") ->
     site.save(update_fields=["state", "state_reason"])
     audit_record(actor=actor, action="site.set_state", obj=site, institution=None,
                  before={"state": before}, after={"state": state, "reason": site.state_reason})
-    publish(groups=[SITES_GROUP], event="site.state", payload={"site": site.code, "from": before, "to": state})
+    publish_site(site)
     return site
 
 

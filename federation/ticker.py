@@ -54,6 +54,7 @@ def tick(clock: SimClock | None = None) -> dict[str, int]:
     from federation.adapters import adapter_for
     from federation.jobs import dispatch_routed, ingest_status
     from federation.models import AdapterKind, Site
+    from portal.live.capacity import report_capacity
 
     clock = clock or running_clock()
     changed = dispatched = 0
@@ -64,6 +65,7 @@ def tick(clock: SimClock | None = None) -> dict[str, int]:
         if site.state in ("online", "degraded"):
             while moved := dispatch_routed(site):
                 dispatched += moved
+        report_capacity(site, adapter.capacity())  # the federation status stream (changed partitions only)
     return {"changed": changed, "dispatched": dispatched}
 
 

@@ -1,0 +1,1 @@
+"""Live updates over websockets: wire format, publishing hub, consumers (docs/websockets.md)."""
