@@ -39,6 +39,8 @@ def seed(*, actor, institutions, stdout=None) -> None:
         amounts={"cpu": 2000, "gpu:v100": 400},
         start=today,
         end=today + timedelta(days=180),
+        # The demo operator runs these two centres: the broker proposes shares there for them to answer.
+        site_preferences=["zhengzhou", "tianjin"],
     )
     workflow.request_submit(actor=pi_actor, request=explore)
 

@@ -291,3 +291,18 @@ def transfer(
         after={"from": source.pk, "to": target.pk, "class": resource_class.code, "amount": amount},
     )
     return out, into
+
+
+def record_quota_moves(
+    *, actor: Actor, allocation: Allocation, moves: list[tuple[ResourceClass, str, int, str]]
+) -> list[LedgerEntry]:
+    """Ledger rows for the quota broker: ``(class, site code, signed units, memo)`` per move. Units placed
+    at (+) or taken from (−) a centre; no balance column moves (the award is unchanged), so these are
+    ``quota`` entries, never part of the awarded/held/charged sums. A zero move records a step that
+    moves nothing (a centre accepting its share as proposed)."""
+    entries = [
+        LedgerEntry(allocation=allocation, resource_class=rc, kind=LedgerKind.QUOTA, amount=units,
+                    site_code=site_code[:32], actor_label=actor.label[:300], memo=memo[:500])
+        for rc, site_code, units, memo in moves
+    ]
+    return LedgerEntry.objects.bulk_create(entries)

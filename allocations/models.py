@@ -378,11 +378,14 @@ class LedgerKind(models.TextChoices):
     REFUND = "refund", _("Refund")
     TRANSFER = "transfer", _("Transfer")
     ADJUSTMENT = "adjustment", _("Adjustment")
+    QUOTA = "quota", _("Site quota")
 
 
 class LedgerEntry(models.Model):
     """Append-only. ``amount`` is signed, in smallest units, as it moves the entry's column:
-    award/adjustment/transfer → awarded, hold/release → held, charge/refund → charged."""
+    award/adjustment/transfer → awarded, hold/release → held, charge/refund → charged.
+    ``quota`` entries move no balance: the quota broker placed (+) or took away (−) that many units of
+    the allocation at the centre ``site_code`` (the award itself is unchanged)."""
 
     TENANT_FIELD = "allocation__institution"
 
@@ -393,6 +396,7 @@ class LedgerEntry(models.Model):
     request = models.ForeignKey(AllocationRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     hold = models.ForeignKey(Hold, null=True, blank=True, on_delete=models.PROTECT, related_name="entries")
     job_ref = models.CharField(max_length=64, blank=True)
+    site_code = models.CharField(max_length=32, blank=True, default="")
     actor_label = models.CharField(max_length=300)
     memo = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -400,7 +404,8 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["allocation", "-created_at"], name="ledger_allocation_time")]
-        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_not_zero")]
+        # Zero only for a ``quota`` entry that records a centre's answer without moving anything.
+        constraints = [models.CheckConstraint(condition=~Q(amount=0) | Q(kind="quota"), name="ledger_amount_not_zero")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} on allocation #{self.allocation_id}"

@@ -35,6 +35,7 @@ from allocations.models import (
     Tier,
 )
 from allocations.rules import APPEAL_WINDOW_DAYS, MAX_ATTACHMENT_BYTES, TIERS, credits_for
+from allocations.signals import allocation_awarded
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.events import publish_balances, publish_request
 
@@ -692,6 +693,7 @@ def _apply_award(*, actor: Actor, request: AllocationRequest, awarded: dict[str,
         existing = Allocation.objects.filter(origin=parent).first()
         if existing is not None:
             ledger_award(actor=actor, allocation=existing, amounts=awarded, request=request)
+            _awarded(actor, existing, request, awarded)
             return existing
         kind, target_id = parent.kind, parent.allocation_id
     if kind in (RequestKind.NEW, RequestKind.RENEWAL):
@@ -710,10 +712,12 @@ def _apply_award(*, actor: Actor, request: AllocationRequest, awarded: dict[str,
             after={"request": request.pk, "start": request.start.isoformat(), "end": request.end.isoformat()},
         )
         ledger_award(actor=actor, allocation=allocation, amounts=awarded, request=request)
+        _awarded(actor, allocation, request, awarded)
         return allocation
     allocation = Allocation.objects.select_for_update().get(pk=target_id)
     if kind == RequestKind.SUPPLEMENT:
         ledger_award(actor=actor, allocation=allocation, amounts=awarded, request=request)
+        _awarded(actor, allocation, request, awarded)
     elif kind == RequestKind.EXTENSION:
         if request.end <= allocation.end:
             raise Conflict("The allocation already ends on or after the requested date.", code="extension_not_later")
@@ -730,6 +734,13 @@ def _apply_award(*, actor: Actor, request: AllocationRequest, awarded: dict[str,
             after={"end": allocation.end.isoformat()},
         )
     return allocation
+
+
+def _awarded(actor: Actor, allocation: Allocation, request: AllocationRequest, awarded: dict[str, int]) -> None:
+    """Tell the listeners (the federation's quota broker) in the award's transaction."""
+    if awarded:
+        allocation_awarded.send(sender=Allocation, actor=actor, allocation=allocation, request=request,
+                                amounts=dict(awarded))
 
 
 # --- allocation lifecycle ---------------------------------------------------------------

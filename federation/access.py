@@ -45,3 +45,29 @@ def site_jobs_for(actor: Actor, site) -> QuerySet[Job]:
     # Bound to the centre: checked in the same query (no separate look-up).
     return qs.filter(site__in=SiteOperator.objects.filter(user=actor.user).values("site_id"))
 
+
+# --- site quotas ------------------------------------------------------------------------------
+def quotas_for(actor: Actor):
+    """Site quotas the actor may see: their allocations' shares (as ``allocations_for`` scopes them), and
+    every share at the centres they operate; the committee and federation admins see all."""
+    from accounts.models import FederationRoleKind
+    from allocations.access import allocations_for, sees_everything
+    from federation.models import SiteOperator, SiteQuota
+
+    qs = SiteQuota.objects.select_related("site", "resource_class", "allocation__project",
+                                          "allocation__institution")
+    if sees_everything(actor):
+        return qs
+    visible = Q(allocation__in=allocations_for(actor).values("pk"))
+    if actor.user is not None and actor.has_federation_role(FederationRoleKind.SITE_OPERATOR):
+        visible |= Q(site__in=SiteOperator.objects.filter(user=actor.user).values("site"))
+    return qs.filter(visible)
+
+
+def get_quota(actor: Actor, pk):
+    from federation.models import SiteQuota
+
+    try:
+        return quotas_for(actor).get(pk=int(pk))
+    except (SiteQuota.DoesNotExist, TypeError, ValueError):
+        raise NotFound("Site quota not found.", code="quota_not_found") from None

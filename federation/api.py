@@ -288,3 +288,129 @@ class JobCancelView(BaseApiView):
 
         actor = self.actor()
         return Response(JobOutput(job_cancel(actor=actor, job=get_job(actor, job_id))).data)
+
+
+# --- site quotas (the quota broker's shares) ----------------------------------------------------
+class QuotaOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    allocation = serializers.IntegerField(source="allocation_id")
+    project = serializers.CharField(source="allocation.project.title")
+    institution = serializers.CharField(source="allocation.institution.code")
+    site = serializers.CharField(source="site.code")
+    resource_class = serializers.CharField(source="resource_class.code")
+    state = serializers.CharField()
+    amount = serializers.SerializerMethodField(help_text="Display units (core-hours, card-hours, TB-days)")
+    proposed_amount = serializers.SerializerMethodField(help_text="What the broker last proposed (display units)")
+    used = serializers.SerializerMethodField(help_text="Held or charged by the allocation's jobs here")
+    amount_units = serializers.IntegerField(source="amount", help_text="Smallest units (unit-seconds, GB-days)")
+    decided_by = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+    def get_amount(self, q) -> str:
+        return str(to_display(q.resource_class, q.amount))
+
+    def get_proposed_amount(self, q) -> str:
+        return str(to_display(q.resource_class, q.proposed_amount))
+
+    def get_used(self, q) -> str:
+        used = self.context.get("used", {}).get(q.pk, 0)
+        return str(to_display(q.resource_class, used))
+
+
+def _quota_page(view, queryset):
+    from federation.quotas import share_used
+    from portal.api.pagination import Pagination
+
+    pages = Pagination()
+    page = pages.paginate_queryset(queryset, view.request, view=view)
+    return pages.get_paginated_response(QuotaOutput(page, many=True, context={"used": share_used(page)}).data)
+
+
+class QuotaListView(BaseApiView):
+    class Filters(serializers.Serializer):
+        state = serializers.ChoiceField(choices=["proposed", "accepted", "declined", "withdrawn"], required=False)
+        site = serializers.CharField(required=False, max_length=32)
+        allocation = serializers.IntegerField(required=False)
+
+    @extend_schema(parameters=[Filters], responses=QuotaOutput(many=True),
+                   summary="Site quotas you can see: your allocations' shares, or the shares at the centres you run")
+    def get(self, request):
+        from federation.access import quotas_for
+
+        filters = self.Filters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        qs = quotas_for(self.actor()).order_by("allocation_id", "resource_class__code", "site__code")
+        if "state" in f:
+            qs = qs.filter(state=f["state"])
+        if "site" in f:
+            qs = qs.filter(site__code=f["site"])
+        if "allocation" in f:
+            qs = qs.filter(allocation_id=f["allocation"])
+        return _quota_page(self, qs)
+
+
+class QuotaRespondView(BaseApiView):
+    class Input(StrictInputSerializer):
+        action = serializers.ChoiceField(choices=["accept", "modify", "decline"])
+        amount = serializers.IntegerField(min_value=0, required=False,
+                                          help_text="modify: the lower amount the centre accepts (display units)")
+        reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+    @extend_schema(request=Input, responses=QuotaOutput,
+                   summary="A centre's answer to a proposed share: accept, modify (lower) or decline (operators)")
+    def post(self, request, quota_id: int):
+        from federation import quotas
+        from federation.access import get_quota
+
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = self.actor()
+        quota = quotas.quota_respond(actor=actor, quota=get_quota(actor, quota_id), **data.validated_data)
+        fresh = get_quota(actor, quota.pk)
+        return Response(QuotaOutput(fresh, context={"used": quotas.share_used([fresh])}).data)
+
+
+class QuotaTransferView(BaseApiView):
+    write_scope = "allocations:write"
+
+    class Input(StrictInputSerializer):
+        allocation = serializers.IntegerField()
+        resource_class = serializers.CharField(max_length=48)
+        from_site = serializers.CharField(max_length=32)
+        to_site = serializers.CharField(max_length=32)
+        amount = serializers.IntegerField(min_value=1, help_text="Display units (core-hours, card-hours, TB-days)")
+        reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+    @extend_schema(request=Input, responses=QuotaOutput(many=True),
+                   summary="Move unused quota of an allocation from one centre to another (the PI)")
+    def post(self, request):
+        from allocations.access import get_allocation
+        from federation import quotas
+
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        actor = self.actor()
+        allocation = get_allocation(actor, values["allocation"])
+        resource_class = ResourceClass.objects.filter(code=values["resource_class"]).first()
+        if resource_class is None:
+            raise ValidationFailed("Unknown resource class.", code="unknown_resource_class",
+                                   fields={"resource_class": ["Unknown."]})
+        source, target = quotas.quota_transfer(
+            actor=actor, allocation=allocation, resource_class=resource_class,
+            from_site=selectors.get_site(values["from_site"]), to_site=selectors.get_site(values["to_site"]),
+            amount=values["amount"], reason=values["reason"])
+        rows = [source, target]
+        return Response(QuotaOutput(rows, many=True, context={"used": quotas.share_used(rows)}).data)
+
+
+class QuotaBrokerView(BaseApiView):
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT,
+                   summary="Broker every active allocation's unplaced remainder (committee, federation admins)")
+    def post(self, request):
+        from federation import quotas
+
+        return Response({"brokered": quotas.broker_pending(actor=self.actor())})

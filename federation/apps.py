@@ -10,6 +10,12 @@ class FederationConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
+        from allocations.signals import allocation_awarded
+        from federation import quotas
+
+        # Awards are brokered into site quotas in the award's transaction (allocations imports no federation).
+        allocation_awarded.connect(quotas._on_award, dispatch_uid="federation.quotas.on_award")
+
         # `make run` sets SUANWANG_TICK_SITES=1: the embedded server ticks the simulated centres.
         if os.environ.get("SUANWANG_TICK_SITES") == "1" and settings.SUANWANG["SIMULATED_SITES_IN_PROCESS"]:
             from federation import ticker

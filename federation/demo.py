@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from allocations.catalogue import ensure_resource_classes
-from federation import services
+from federation import quotas, services
 from federation.applications import APPLICATIONS
 from federation.inventory import DEFAULT_INVENTORY, plan_federation, read_inventory
 from federation.models import CapacityCommitment, Partition, Site
@@ -24,7 +24,18 @@ def seed(*, actor, institutions, stdout=None) -> None:
     if operator is not None:
         for code in ("zhengzhou", "tianjin"):
             services.site_operator_bind(actor=actor, user=operator, site=Site.objects.get(code=code))
-    # Each site commits half of its capacity of each class it serves for the current half-year.
+    commit_half_capacity(actor=actor, classes=classes)
+    # The demo allocations were awarded before the centres committed capacity: broker them now.
+    brokered = quotas.broker_pending(actor=actor)
+    if stdout:
+        stdout.write(f"  {Site.objects.count()} centres, {Partition.objects.count()} partitions; "
+                     f"{len(brokered)} allocation(s) brokered into site quotas")
+
+
+def commit_half_capacity(*, actor, classes: dict | None = None) -> None:
+    """Each site commits half of its capacity of each class it serves for the current half-year
+    (idempotent: skipped when that half-year has commitments)."""
+    classes = classes or {rc.code: rc for rc in ensure_resource_classes()}
     today = timezone.localdate()
     start = date(today.year, 1 if today.month <= 6 else 7, 1)
     end = date(today.year + (start.month == 7), 7 if start.month == 1 else 1, 1)
@@ -38,5 +49,3 @@ def seed(*, actor, institutions, stdout=None) -> None:
         for (site_id, code), units in sorted(totals.items()):
             services.capacity_commit(actor=actor, site=sites[site_id], resource_class=classes[code],
                                      period_start=start, period_end=end, amount_display=units * hours // 2)
-    if stdout:
-        stdout.write(f"  {Site.objects.count()} centres, {Partition.objects.count()} partitions")

@@ -159,7 +159,7 @@ def partition_views(*, with_live_capacity: bool = True) -> tuple[list[PartitionV
 def _unfunded_or_impossible(index: int, spec: JobSpec, router: Router, quota, now) -> Refused:
     """Why a GPU job found no funded card: impossible anywhere (say why), or only not paid for."""
     unrestricted = router.route(spec, quota, now)
-    if not unrestricted.routed:
+    if not unrestricted.routed and unrestricted.refusal != "insufficient_quota":  # (no quota: possible, unpaid)
         return Refused(index, unrestricted.refusal, unrestricted.refusal_message)
     return Refused(index, "insufficient_balance",
                    "The allocation holds no card-hours of an accelerator that can run this job.")
@@ -175,13 +175,12 @@ def _funded_card_models(allocation: Allocation, partitions: dict[int, Partition]
             if p.family_id in funded_families and p.accelerator_model}
 
 
-def _quota_by_site(allocation: Allocation, classes: dict[str, ResourceClass], site_ids) -> dict[int, int]:
-    """The project's spendable credits (milli) at each site. Until the quota broker's shares are
-    wired in, every site may use the whole allocation: the ledger hold is the hard limit."""
-    credits = 0
-    for b in allocation.balances.select_related("resource_class"):
-        credits += b.available * int(b.resource_class.credits_per_unit * 1000) // b.resource_class.scale
-    return {site_id: credits * 2 for site_id in site_ids}  # ×2: peak prices may exceed the national price
+def _quota_by_site(allocation: Allocation, partitions, now: datetime, kinds: set[str] | None = None) -> dict[int, int]:
+    """The allocation's remaining brokered quota at each site, in credit milli-units at the price in force
+    ``now`` (share − what its jobs there hold or were charged; see ``federation.quotas``). One query."""
+    from federation.quotas import remaining_credits_by_site
+
+    return remaining_credits_by_site(allocation, partitions, now, kinds)
 
 
 # --- submit --------------------------------------------------------------------------------
@@ -202,7 +201,8 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
     classes = {rc.code: rc for rc in ResourceClass.objects.filter(active=True)}
     if router is None or partitions is None:
         router, partitions = routing_cache.current_router()  # static part cached ≤ 2 s, live capacity fresh
-    quota = _quota_by_site(allocation, classes, {p.site_id for p in partitions.values()})
+    quota = _quota_by_site(allocation, partitions.values(), now,
+                           {"gpu" if r.gpus_per_node else "cpu" for r in requests})
     funded = _funded_card_models(allocation, partitions)
     result = SubmitResult(batch_id=uuid.uuid4())
     specs, routable = [], []
@@ -505,7 +505,7 @@ def _reroute(lost: list[tuple[Job, str, datetime]], events: list[JobEvent]) -> s
         by_allocation[item[0].allocation_id].append(item)
     for allocation_id, items in by_allocation.items():
         allocation = Allocation.objects.get(pk=allocation_id)
-        quota = _quota_by_site(allocation, classes, {p.site_id for p in partitions.values()})
+        quota = _quota_by_site(allocation, partitions.values(), now)
         for job, _cause, _at in items:
             quota[job.site_id] = 0  # not back to the centre that just lost it
         specs = [JobSpec(nodes=j.nodes, cores_per_node=j.cores_per_node, memory_mb_per_node=j.memory_mb_per_node,

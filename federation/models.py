@@ -180,14 +180,25 @@ class SiteQuota(models.Model):
     allocation = models.ForeignKey("allocations.Allocation", on_delete=models.CASCADE, related_name="site_quotas")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="quotas")
     resource_class = models.ForeignKey("allocations.ResourceClass", on_delete=models.PROTECT, related_name="+")
+    # What the site carries for the allocation now (usable by the router while proposed or accepted;
+    # after a decline or a withdrawal, what jobs had already used there).
     amount = models.BigIntegerField()
+    # What the broker last proposed to the site (the operator may accept it, lower it or decline it).
+    proposed_amount = models.BigIntegerField(default=0)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PROPOSED)
+    decided_by = models.CharField(max_length=300, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["allocation_id", "resource_class_id", "site_id"]
-        constraints = [models.CheckConstraint(condition=models.Q(amount__gte=0), name="site_quota_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="site_quota_not_negative"),
+            models.UniqueConstraint(fields=["allocation", "site", "resource_class"], name="site_quota_unique"),
+        ]
+        indexes = [models.Index(fields=["site", "state"], name="site_quota_site_state")]
 
     def __str__(self) -> str:
         return f"{self.site_id}: {self.amount} of {self.resource_class_id} ({self.state})"

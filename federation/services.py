@@ -69,6 +69,9 @@ def site_set_state(*, actor: Actor, site: Site, state: str, reason: str = "") ->
     site.save(update_fields=["state", "state_reason"])
     audit_record(actor=actor, action="site.set_state", obj=site, institution=None,
                  before={"state": before}, after={"state": state, "reason": site.state_reason})
+    from federation import quotas  # (quotas imports this module)
+
+    quotas.on_site_state(actor=actor, site=site, before=before)
     publish_site(site)
     return site
 

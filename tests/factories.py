@@ -203,3 +203,10 @@ def build_small_federation(fed: Fed) -> None:
     if "operator" in fed.users:
         fed_services.site_operator_bind(actor=system_actor(), user=fed.users["operator"],
                                         site=Site.objects.get(code="zhengzhou"))
+    # The centres commit half their capacity for this half-year; awards made before are brokered now
+    # (later ones at their award), so every allocation has site quotas for the router.
+    from federation import quotas
+    from federation.demo import commit_half_capacity
+
+    commit_half_capacity(actor=system_actor())
+    quotas.broker_pending(actor=system_actor())

@@ -14,7 +14,7 @@ from django.urls import get_resolver
 
 from accounts.models import ApiToken, AuditEvent, Institution, Membership
 from allocations.models import Allocation, AllocationRequest, LedgerEntry, Project, ProjectMember, Review
-from federation.models import CapacityCommitment, Job, Site
+from federation.models import CapacityCommitment, Job, Site, SiteQuota
 from tests.factories import ROLES, Fed, build_allocation_world, pdf_upload
 
 pytestmark = pytest.mark.django_db
@@ -233,6 +233,28 @@ CASES += [
     Case("application-list", "get", lambda f: "/api/v1/applications/", statuses(200)),
 ]
 
+# --- site quotas: A's members and the centre's operators see them; operators answer, the PI moves ----
+def zhengzhou_share(fed: Fed) -> int:
+    from federation.models import SiteQuota
+
+    return SiteQuota.objects.get(allocation_id=objects(fed, "allocation"), site__code="zhengzhou",
+                                 resource_class__code="cpu").pk
+
+
+A_SEES_NOT_OPERATES = dict(researcher_a=403, pi_a=403, admin_a=403, token_a_read=403, token_a_admin=403)
+CASES += [
+    Case("quota-list", "get", lambda f: "/api/v1/quotas/", statuses(200)),
+    Case("quota-respond", "post", lambda f: f"/api/v1/quotas/{zhengzhou_share(f)}/respond/",
+         statuses(404, operator=200, fedadmin=200, committee=403, **A_SEES_NOT_OPERATES),
+         body=lambda f, w: {"action": "accept"}, writes=True),
+    Case("quota-transfer", "post", lambda f: "/api/v1/quotas/transfer/",
+         a_members(200, committee=200, researcher_a=403, admin_a=403, token_a_read=403),
+         body=lambda f, w: {"allocation": objects(f, "allocation"), "resource_class": "cpu",
+                            "from_site": "zhengzhou", "to_site": "tianjin", "amount": 10}, writes=True),
+    Case("quota-broker", "post", lambda f: "/api/v1/quotas/broker/", statuses(403, committee=200, fedadmin=200),
+         writes=True),
+]
+
 # --- jobs: project members submit and cancel; the institution (admin, tokens) reads ----------
 JOB = {"cores_per_node": 2, "walltime_s": 600, "name": "matrix"}
 def member_statuses(ok: int) -> dict[str, int]:
@@ -268,6 +290,7 @@ def state_of_a(fed: Fed) -> tuple:
         sorted(Site.objects.values_list("code", "state")),
         sorted(CapacityCommitment.objects.values_list("site__code", "resource_class__code", "amount")),
         sorted(Job.objects.values_list("pk", "state")),
+        sorted(SiteQuota.objects.filter(allocation__institution=fed.a).values_list("pk", "state", "amount")),
     )
 
 

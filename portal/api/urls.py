@@ -67,6 +67,13 @@ urlpatterns += [
 ]
 
 urlpatterns += [
+    path("quotas/", fed_api.QuotaListView.as_view(), name="quota-list"),
+    path("quotas/transfer/", fed_api.QuotaTransferView.as_view(), name="quota-transfer"),
+    path("quotas/broker/", fed_api.QuotaBrokerView.as_view(), name="quota-broker"),
+    path("quotas/<int:quota_id>/respond/", fed_api.QuotaRespondView.as_view(), name="quota-respond"),
+]
+
+urlpatterns += [
     path("jobs/", fed_api.JobListView.as_view(), name="job-list"),
     path("jobs/batch/", fed_api.JobBatchView.as_view(), name="job-batch"),
     path("jobs/<int:job_id>/", fed_api.JobDetailView.as_view(), name="job-detail"),

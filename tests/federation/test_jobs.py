@@ -96,10 +96,11 @@ def test_impossible_jobs_are_refused_with_a_reason_and_nothing_is_written(setup)
 
 
 def test_a_batch_beyond_the_balance_is_refused_not_overspent(setup):
-    # 2,000 core-hours awarded; 300 jobs of 16 cores × 1 h ask for 4,800.
+    # 2,000 core-hours awarded; 300 jobs of 16 cores × 1 h ask for 4,800. The award is brokered into
+    # site quotas adding up to it, so the router refuses the rest before the ledger has to.
     batch = [jobs.JobRequest(name=f"j{i}", cores_per_node=16, walltime_s=3600) for i in range(300)]
     result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], requests=batch, now=setup["now"])
-    assert result.refused and {r.code for r in result.refused} == {"insufficient_balance"}
+    assert result.refused and {r.code for r in result.refused} == {"insufficient_quota"}
     cpu = AllocationBalance.objects.get(allocation=setup["allocation"], resource_class__code="cpu")
     assert cpu.held == sum(a.estimated_units for a in result.accepted) <= cpu.awarded
 

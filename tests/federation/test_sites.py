@@ -121,7 +121,7 @@ def test_capacity_commitment_is_set_per_period_and_validated(fed):
                              period_end=date(2027, 7, 1), amount_display=5000)
     services.capacity_commit(actor=operator, site=site, resource_class=ascend, period_start=date(2027, 1, 1),
                              period_end=date(2027, 7, 1), amount_display=6000)
-    commitment = CapacityCommitment.objects.get(site=site, resource_class=ascend)
+    commitment = CapacityCommitment.objects.get(site=site, resource_class=ascend, period_start=date(2027, 1, 1))
     assert commitment.amount == 6000 * ascend.scale
     latest = AuditEvent.objects.filter(action="site.commit_capacity").order_by("id").last()
     assert latest.before["amount"] == 5000 * ascend.scale
