@@ -219,14 +219,27 @@ class JobState(models.TextChoices):
 TERMINAL_JOB_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
 
 
+# Job and JobEvent are the hot tables of batch submission (100,000 jobs in 10 s): their foreign keys
+# carry no database constraint (``db_constraint=False``). PostgreSQL checks a foreign key with one
+# trigger per row and key, which cost more than the rest of the COPY together. Referential integrity
+# holds by construction instead: rows are only written by federation.jobs, whose ids come from rows it
+# has just read or locked in the same transaction (the project and its active allocation, the holds it
+# has just placed, the partitions of the routing snapshot and their sites, the job ids it drew from the
+# sequence), and none of the referenced rows is ever deleted while jobs point at it: Django's
+# ``on_delete`` (PROTECT, or CASCADE for events) still runs in the ORM's deletion collector, and the
+# ledger's holds are append-only. Only the indexes queries use are kept; single-column indexes that a
+# composite index already leads with, or that no query reads, are not built (``db_index=False``).
 class Job(models.Model):
     """A researcher's job: requirements, where it was routed and why, its site job id and its cost."""
 
     TENANT_FIELD = "institution"
 
-    institution = models.ForeignKey("accounts.Institution", on_delete=models.PROTECT, related_name="jobs")
-    project = models.ForeignKey("allocations.Project", on_delete=models.PROTECT, related_name="jobs")
-    allocation = models.ForeignKey("allocations.Allocation", on_delete=models.PROTECT, related_name="jobs")
+    institution = models.ForeignKey("accounts.Institution", on_delete=models.PROTECT, related_name="jobs",
+                                    db_constraint=False, db_index=False)  # job_institution_time leads with it
+    project = models.ForeignKey("allocations.Project", on_delete=models.PROTECT, related_name="jobs",
+                                db_constraint=False, db_index=False)  # job_project_state leads with it
+    allocation = models.ForeignKey("allocations.Allocation", on_delete=models.PROTECT, related_name="jobs",
+                                   db_constraint=False, db_index=False)
     submitted_by = models.CharField(max_length=300)
     batch_id = models.UUIDField(null=True, blank=True)
     name = models.CharField(max_length=200)
@@ -244,15 +257,20 @@ class Job(models.Model):
     dataset = models.CharField(max_length=500, blank=True)
     preferred_sites = models.JSONField(default=list, blank=True)
     # Routing and dispatch
-    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
-    partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
-    routing = models.JSONField(default=dict, blank=True)  # chosen candidate + per-candidate breakdown
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
+                             db_constraint=False, db_index=False)  # routed ones: job_dispatch_pending
+    partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
+                                  db_constraint=False, db_index=False)
+    # Why the job went where it went: the chosen candidate and the per-candidate score breakdown. Read
+    # and write ``routing`` (below); jobs_submit stores it in a compact form (``expand_routing``).
+    routing_data = models.JSONField(default=dict, blank=True, db_column="routing")
     attempts = models.PositiveSmallIntegerField(default=0)
     site_job_id = models.CharField(max_length=64, blank=True)
     resource_class = models.ForeignKey("allocations.ResourceClass", null=True, blank=True,
-                                       on_delete=models.PROTECT, related_name="+")
+                                       on_delete=models.PROTECT, related_name="+", db_constraint=False,
+                                       db_index=False)
     hold = models.ForeignKey("allocations.Hold", null=True, blank=True, on_delete=models.PROTECT,
-                             related_name="jobs")
+                             related_name="jobs", db_constraint=False, db_index=False)
     hold_part = models.BigIntegerField(default=0)  # this job's part of the (aggregated) hold
     charged = models.BigIntegerField(default=0)
     exit_code = models.IntegerField(null=True, blank=True)
@@ -278,13 +296,44 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"job {self.pk} ({self.state})"
 
+    @property
+    def routing(self) -> dict:
+        """The routing explanation: site, partition, score, estimated wait and cost, the candidates with
+        their score parts, the excluded counts (``expand_routing``)."""
+        return expand_routing(self.routing_data)
+
+    @routing.setter
+    def routing(self, value: dict) -> None:
+        self.routing_data = value
+
+
+# Positions in the compact form of a routing explanation, and in each of its candidates.
+ROUTING_KEYS = ("site", "partition", "score", "estimated_wait_s", "estimated_cost", "skipped_by_kind", "excluded")
+ROUTING_CANDIDATE_KEYS = ("site", "partition", "status", "total", "wait", "price", "locality", "balance",
+                          "preference", "wait_s", "cost")
+
+
+def expand_routing(data) -> dict:
+    """A routing explanation as readers want it, a dict, from what a job stores: the same dict, or the
+    compact form jobs_submit writes (a third of the size: positions instead of keys)
+    ``[site, partition, score, estimated_wait_s, estimated_cost, skipped_by_kind, excluded, candidates]``
+    with each candidate ``[site, partition id, status, total, wait, price, locality, balance, preference,
+    wait_s, cost]`` (ROUTING_KEYS, ROUTING_CANDIDATE_KEYS)."""
+    if not isinstance(data, list):
+        return data
+    explanation = dict(zip(ROUTING_KEYS, data[:7], strict=True))
+    explanation["candidates"] = [dict(zip(ROUTING_CANDIDATE_KEYS, c, strict=True)) for c in data[7]]
+    return explanation
+
 
 class JobEvent(models.Model):
     """Every state change of a job, with its cause."""
 
     TENANT_FIELD = "job__institution"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    # no database constraint, as Job's keys (see above); job_event_job_time leads with it
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_constraint=False,
+                            db_index=False)
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16)
     cause = models.CharField(max_length=300)
