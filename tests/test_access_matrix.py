@@ -159,6 +159,8 @@ A = "/api/v1/allocations/{}/"
 CASES += [
     Case("resource-class-list", "get", lambda f: "/api/v1/resource-classes/", statuses(200)),
     Case("allocation-rules", "get", lambda f: "/api/v1/allocation-rules/", statuses(200)),
+    Case("ping", "get", lambda f: "/api/v1/ping/", statuses(200)),
+    Case("ping", "post", lambda f: "/api/v1/ping/", statuses(200), body=lambda f, who: {"name": "md"}),
     Case("project-list", "get", lambda f: "/api/v1/projects/", statuses(200)),
     Case("project-list", "post", lambda f: "/api/v1/projects/",
          a_members(201, researcher_a=403, admin_a=403, token_a_read=403, token_a_admin=403, fedadmin=403),

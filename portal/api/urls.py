@@ -79,3 +79,7 @@ urlpatterns += [
     path("jobs/<int:job_id>/", fed_api.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<int:job_id>/cancel/", fed_api.JobCancelView.as_view(), name="job-cancel"),
 ]
+
+from portal.api.ping import PingView  # noqa: E402
+
+urlpatterns += [path("ping/", PingView.as_view(), name="ping")]
