@@ -566,6 +566,7 @@ class LedgerOutput(serializers.Serializer):
     amount_display = serializers.SerializerMethodField()
     request = serializers.IntegerField(source="request_id", allow_null=True)
     job_ref = serializers.CharField()
+    site = serializers.CharField(source="site_code", help_text="quota entries: the centre the units moved at")
     actor = serializers.CharField(source="actor_label")
     memo = serializers.CharField()
 

@@ -1,6 +1,8 @@
 """Forms of the allocation pages: they check the shape of input (types, lengths, choices, signs);
 the services check the rules (tier caps, dates within the project, who may do what)."""
 
+import re
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -155,6 +157,13 @@ class RequestForm(AmountsMixin, forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "application/pdf,.pdf"}),
         help_text=_("Optional: a PDF of at most 10 MB (proposal, scaling study)."),
     )
+    site_preferences = forms.CharField(
+        label=_("Preferred centres"),
+        required=False,
+        max_length=400,
+        help_text=_("Optional: centre codes, most preferred first, separated by commas (e.g. zhengzhou, tianjin). "
+                    "The quota broker places the award there when prices are similar."),
+    )
 
     def __init__(self, *args, classes, allocations, appealable, amounts=None, editing=False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,6 +176,13 @@ class RequestForm(AmountsMixin, forms.Form):
             for name in ("kind", "allocation", "appeal_of"):
                 self.fields[name].disabled = True
                 self.fields[name].required = False
+
+    def clean_site_preferences(self) -> list[str]:
+        codes = [c.strip().lower() for c in re.split(r"[,，\s]+", self.cleaned_data.get("site_preferences") or "")]
+        codes = [c for c in codes if c]
+        if any(not re.fullmatch(r"[a-z0-9_-]{1,32}", c) for c in codes):
+            raise forms.ValidationError(_("Use centre codes such as zhengzhou, separated by commas."))
+        return list(dict.fromkeys(codes))[:20]
 
     def clean(self):
         data = super().clean()

@@ -349,18 +349,24 @@ def quota_respond(*, actor: Actor, quota: SiteQuota, action: str, amount: int | 
 # --- a centre leaves ----------------------------------------------------------------------------------
 def rebalance_site(*, actor: Actor, site: Site) -> list[int]:
     """The centre drains or goes offline: move the unused part of its live shares to other centres
-    (jobs already there keep what they hold or were charged). Returns the allocations touched."""
-    allocation_ids = sorted(set(SiteQuota.objects.filter(site=site, state__in=LIVE).values_list(
-        "allocation_id", flat=True)))
+    (jobs already there keep what they hold or were charged). A drained centre going offline also gives
+    up what its running jobs held (they are re-routed with their holds). Returns the allocations touched."""
+    allocation_ids = sorted(set(SiteQuota.objects.filter(site=site, state__in=_leaving_states(site),
+                                                         amount__gt=0).values_list("allocation_id", flat=True)))
     for allocation_id in allocation_ids:
         _rebalance_one(actor, Allocation(pk=allocation_id), site)
     return allocation_ids
 
 
+def _leaving_states(site: Site) -> tuple[str, ...]:
+    return (*LIVE, Q_.WITHDRAWN) if site.state == SiteState.OFFLINE else LIVE
+
+
 def _rebalance_one(actor: Actor, allocation: Allocation, site: Site) -> None:
     allocation = _lock_allocation(allocation)
     world = _world(allocation, own_in_offers=False)
-    leaving = {key: row for key, row in world.rows.items() if key[0] == site.pk and row.state in LIVE}
+    leaving = {key: row for key, row in world.rows.items()
+               if key[0] == site.pk and row.state in _leaving_states(site) and row.amount > 0}
     if not leaving:
         return
     if site.state == SiteState.OFFLINE:
@@ -368,7 +374,10 @@ def _rebalance_one(actor: Actor, allocation: Allocation, site: Site) -> None:
         finished = usage([allocation.pk], finished_only=True)
         for key in leaving:
             world.used[key] = finished.get((allocation.pk, *key), 0)
-    plan = broker.rebalance(world.shares(), {site.pk}, world.offers, world.preferences)
+    current = world.shares() + [  # (shares withdrawn when the centre drained: their running jobs' part)
+        broker.Share(key[0], world.classes[key[1]].code, row.amount, site.code, min(row.amount, world.used[key]))
+        for key, row in leaving.items() if row.state == Q_.WITHDRAWN]
+    plan = broker.rebalance(current, {site.pk}, world.offers, world.preferences)
     fixed = {}
     for key, row in leaving.items():
         used = min(row.amount, world.used.get(key, 0))
@@ -387,7 +396,7 @@ def _rebalance_one(actor: Actor, allocation: Allocation, site: Site) -> None:
 
 def on_site_state(*, actor: Actor, site: Site, before: str) -> None:
     """Called by ``services.site_set_state`` in its transaction."""
-    if site.state in (SiteState.DRAINING, SiteState.OFFLINE) and before in broker.ACCEPTING_STATES:
+    if site.state == SiteState.OFFLINE or (site.state == SiteState.DRAINING and before in broker.ACCEPTING_STATES):
         rebalance_site(actor=actor, site=site)
     elif site.state in broker.ACCEPTING_STATES and before not in broker.ACCEPTING_STATES:
         # Back: nothing is taken back from the centres that covered for it; only what found no place

@@ -171,6 +171,7 @@ def request_create(request, project_id: int):
             allocation=data.get("allocation"),
             appeal_of=data.get("appeal_of"),
             attachment=data.get("attachment"),
+            site_preferences=data.get("site_preferences") or [],
         )
     except ApplicationError as exc:
         _request_error(form, exc, project=project, data=data, classes=classes, allocation=data.get("allocation"))
@@ -209,6 +210,7 @@ def request_edit(request, request_id: int):
             "start": target.start,
             "end": target.end,
             "justification": target.justification,
+            "site_preferences": ", ".join(target.site_preferences or []),
         },
     )
     if request.method == "GET":
@@ -227,6 +229,7 @@ def request_edit(request, request_id: int):
             amounts=form.cleaned_amounts(),
             start=data["start"],
             end=data["end"],
+            site_preferences=data.get("site_preferences") or [],
         )
     except ApplicationError as exc:
         _request_error(form, exc, project=project, data=data, classes=classes, allocation=target.allocation)

@@ -234,6 +234,21 @@ def test_a_leaving_centre_gives_its_unused_share_to_the_others_and_no_job_is_los
     assert row(allocation, "zhengzhou").state == "withdrawn"
 
 
+def test_a_drained_centre_going_offline_gives_up_what_its_running_jobs_held(small):
+    allocation = both_sites(small, zhengzhou=500, tianjin=1000)
+    jobs.jobs_submit(actor=Actor(user=small.users["pi_a"]), project=allocation.project, enqueue_dispatch=False,
+                     requests=[jobs.JobRequest(name="j", cores_per_node=4, walltime_s=3600,
+                                               preferred_sites=("zhengzhou",))])
+    zhengzhou = Site.objects.get(code="zhengzhou")
+    services.site_set_state(actor=system_actor(), site=zhengzhou, state="draining")
+    assert row(allocation, "zhengzhou").amount == 4 * H
+    services.site_set_state(actor=system_actor(), site=Site.objects.get(code="zhengzhou"), state="offline")
+    assert row(allocation, "zhengzhou").amount == 0 and row(allocation, "zhengzhou").state == "withdrawn"
+    assert shares(allocation) == {"tianjin": 600 * H}
+    assert quota_ledger(allocation) == {"tianjin": 600 * H}
+    assert AuditEvent.objects.filter(action="quota.rebalance").count() == 2
+
+
 def test_an_outage_with_no_room_elsewhere_leaves_the_rest_unplaced_until_capacity_returns(small):
     allocation = both_sites(small, zhengzhou=500, tianjin=400)
     services.site_set_state(actor=system_actor(), site=Site.objects.get(code="zhengzhou"), state="offline")

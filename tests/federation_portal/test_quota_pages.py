@@ -63,3 +63,15 @@ def test_the_pages_are_translated(world, browser):
     url = reverse("centres:allocation_quotas", args=[world.objects["allocation"]])
     page = browser(world.users["pi_a"], language="zh-hans").get(url).content.decode()
     assert "在其他中心之间" in page or "转移配额" in page
+
+
+def test_the_request_wizard_takes_the_pis_preferred_centres(world, browser):
+    from allocations.models import AllocationRequest
+    from tests.allocations_portal.test_request_wizard import form_data, wizard_url
+
+    pi = browser(world.users["pi_a"])
+    bad = pi.post(wizard_url(world), form_data(world, site_preferences="tianjin; rm -rf"))
+    assert bad.status_code == 400 and "Use centre codes such as zhengzhou" in bad.content.decode()
+    response = pi.post(wizard_url(world), form_data(world, title="Preferring", site_preferences="Tianjin, zhengzhou"))
+    assert response.status_code == 302
+    assert AllocationRequest.objects.get(title="Preferring").site_preferences == ["tianjin", "zhengzhou"]
