@@ -214,7 +214,7 @@ def _summary(world: _World, plan: broker.BrokerPlan | None = None) -> dict:
 
 # --- brokering -------------------------------------------------------------------------------------
 def _lock_allocation(allocation: Allocation) -> Allocation:
-    return Allocation.objects.select_for_update().select_related("origin").get(pk=allocation.pk)
+    return Allocation.objects.select_for_update(of=("self",)).select_related("origin").get(pk=allocation.pk)
 
 
 @transaction.atomic

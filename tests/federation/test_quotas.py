@@ -376,3 +376,54 @@ def test_operators_answer_through_the_api_and_foreign_institutions_see_nothing(s
     assert foreign.post("/api/v1/quotas/transfer/", {"allocation": allocation.pk, "resource_class": "cpu",
                                                      "from_site": "zhengzhou", "to_site": "tianjin", "amount": 1},
                         format="json").status_code == 404
+
+
+# --- concurrent awards (PostgreSQL) ---------------------------------------------------------------------
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_awards_never_broker_more_than_a_centre_committed():
+    import threading
+
+    from django.db import connections
+
+    from tests.factories import build_federation
+
+    fed = build_federation()
+    build_small_federation(fed)
+    commit("zhengzhou", "cpu", 600)
+    commit("tianjin", "cpu", 800)
+    pi = Actor(user=fed.users["pi_a"])
+    today = timezone.localdate()
+    requests = []
+    for n in range(4):
+        project = projects.project_create(actor=pi, institution_id=fed.a.pk, title=f"P{n}", abstract="A",
+                                          discipline="physics", start=today, end=today + timedelta(days=300))
+        requests.append(workflow.request_create(actor=pi, project=project, kind="new", tier="explore",
+                                                title=f"R{n}", justification="J", amounts={"cpu": 500},
+                                                start=today, end=today + timedelta(days=100)))
+    barrier = threading.Barrier(len(requests))
+    errors = []
+
+    def submit(request):
+        try:
+            barrier.wait()
+            workflow.request_submit(actor=pi, request=request)
+        except Exception as exc:  # surfaced below
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=submit, args=(r,)) for r in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    placed = {code: sum(SiteQuota.objects.filter(site__code=code).values_list("amount", flat=True))
+              for code in ("zhengzhou", "tianjin")}
+    assert placed["zhengzhou"] <= 600 * H and placed["tianjin"] <= 800 * H
+    assert sum(placed.values()) == 1400 * H  # 2,000 awarded, 1,400 committed: all of it placed, no more
+    for allocation_id in SiteQuota.objects.values_list("allocation_id", flat=True).distinct():
+        entries = LedgerEntry.objects.filter(allocation_id=allocation_id, kind="quota")
+        assert sum(e.amount for e in entries) == sum(
+            SiteQuota.objects.filter(allocation_id=allocation_id).values_list("amount", flat=True))
