@@ -1,8 +1,10 @@
 """The federation status board's reads: every centre with its use per accelerator family, cores, queue.
 
-Use is counted from the jobs the database knows to be running (whoever runs the centres: the
-embedded ticker, ``run_sites`` or a real scheduler's status feed), so every process computes
-the same picture. The figures are federation-wide aggregates: no tenant's job is named.
+Use comes from what each centre last reported (cards and cores free, jobs queued and running per
+partition: ``portal.live.capacity``, the same rows the ``/ws/sites/`` stream sends, so the page and
+its live updates agree); a centre that has not reported yet is counted from the jobs the database
+knows to be running or waiting there. The figures are federation-wide aggregates: no tenant's job
+is named.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from django.db.models import Count, F, Sum
 
 from federation import selectors
 from federation.models import Job, JobState, Site, SiteState
+from portal.live.capacity import reported_rows
+from portal.live.protocol import FIELDS
 
 WAITING_STATES = (JobState.ROUTED, JobState.DISPATCHED, JobState.QUEUED)
 ROUTABLE_STATES = (SiteState.ONLINE, SiteState.DEGRADED)
@@ -45,6 +49,20 @@ def site_usage(site_ids: list[int] | None = None) -> dict[int, dict]:
     return usage
 
 
+def reported_usage(rows: list[list]) -> dict:
+    """A centre's use from its reported capacity rows (fields: portal.live.protocol.FIELDS["capacity"])."""
+    usage = {"cards": defaultdict(int), "cores": 0, "running": 0, "waiting": 0, "nodes_down": 0}
+    for row in rows:
+        c = dict(zip(FIELDS["capacity"], row, strict=False))
+        if c["family"]:
+            usage["cards"][c["family"]] += max(0, (c["cards_total"] or 0) - (c["cards_free"] or 0))
+        usage["cores"] += max(0, (c["cores_total"] or 0) - (c["cores_free"] or 0))
+        usage["running"] += c["running"] or 0
+        usage["waiting"] += c["queued"] or 0
+        usage["nodes_down"] += max(0, (c["nodes_total"] or 0) - (c["nodes_up"] or 0))
+    return usage
+
+
 def site_card(site: Site, usage: dict | None) -> dict:
     """One centre as the board draws it (also the shape the page's script updates)."""
     usage = usage or {"cards": {}, "cores": 0, "running": 0, "waiting": 0}
@@ -69,15 +87,18 @@ def site_card(site: Site, usage: dict | None) -> dict:
         "cores": {"used": cores_used, "total": totals["cores"], "pct": _pct(cores_used, totals["cores"])},
         "running": usage["running"],
         "waiting": usage["waiting"],
+        "nodes_down": usage.get("nodes_down", 0),
         "heartbeat_at": site.heartbeat_at,
     }
 
 
 def board() -> dict:
-    """Every centre (by code) with its use, and the federation's totals (four queries)."""
+    """Every centre (by code) with its use, and the federation's totals (at most four queries, one cache read)."""
     sites = list(selectors.sites_with_partitions())
-    usage = site_usage()
-    cards = [site_card(site, usage.get(site.pk)) for site in sites]
+    reported = reported_rows([site.code for site in sites])
+    usage = site_usage([site.pk for site in sites if site.code not in reported]) if len(reported) < len(sites) else {}
+    cards = [site_card(site, reported_usage(reported[site.code]) if site.code in reported else usage.get(site.pk))
+             for site in sites]
     by_state: dict[str, int] = defaultdict(int)
     for card in cards:
         by_state[card["state"]] += 1

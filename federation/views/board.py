@@ -16,10 +16,24 @@ from federation.templatetags.federation_tags import SITE_BADGES
 from federation.views.common import operated_site_ids, portal_actor, raise_as_http
 from portal.errors import NotFound, PermissionDenied
 
+# The operators' buttons, in the order the centre page shows them (federation.views.sites.OPERATOR_MOVES).
+MOVE_ORDER = (SiteState.DRAINING, SiteState.OFFLINE, SiteState.ONLINE, SiteState.DEGRADED)
+
 
 def site_state_labels() -> dict:
-    """State → label and badge class, for the page's script (the same words the server renders)."""
-    return {state.value: {"label": str(state.label), "badge": SITE_BADGES.get(state, "")} for state in SiteState}
+    """State → label, badge class and the operators' moves from it (state and button label), for the pages'
+    script: the same words the server renders, and the centre page redraws its buttons when the state changes."""
+    buttons = {SiteState.DRAINING: _("Drain"), SiteState.OFFLINE: _("Take offline"),
+               SiteState.ONLINE: _("Bring online"), SiteState.DEGRADED: _("Mark degraded")}
+    return {
+        state.value: {
+            "label": str(state.label),
+            "badge": SITE_BADGES.get(state, ""),
+            "moves": [{"state": move.value, "label": str(buttons[move])} for move in MOVE_ORDER
+                      if (state, move) in services.SITE_TRANSITIONS],
+        }
+        for state in SiteState
+    }
 
 
 @login_required

@@ -85,6 +85,10 @@ def test_an_operator_takes_a_centre_offline_and_the_status_board_shows_it(login,
     screenshot(board, "board-before")
 
     operator = login("operator@scnet.example.cn")
+    watcher = operator.context.new_page()  # the same operator's page left open in another tab
+    watcher.goto(portal_server.url + "/centres/tianjin/")
+    _live(watcher)
+    assert watcher.locator('button[name=state][value="online"]').count() == 0
     operator.goto(portal_server.url + "/centres/tianjin/")
     operator.fill("input[name=reason]", "cooling maintenance")
     operator.click('button[name=state][value="offline"]')
@@ -98,9 +102,17 @@ def test_an_operator_takes_a_centre_offline_and_the_status_board_shows_it(login,
     assert int(board.locator('[data-t="routable"]').inner_text()) == int(routable) - 1
     assert board.locator('[data-t="offline"]').inner_text() == "1"
     screenshot(board, "board-offline")
+    # The other tab follows: the state, the note, and the operator's buttons are the moves from "offline".
+    watcher.wait_for_selector('[data-live-page="centre"][data-state="offline"]')
+    assert watcher.locator('[data-f="site_state"]').inner_text() == "Offline"
+    assert watcher.locator('[data-state-note="offline"]').is_visible()
+    assert watcher.locator('button[name=state][value="online"]').is_visible()
+    assert watcher.locator('button[name=state][value="offline"]').count() == 0
+    assert watcher.locator("[data-live-site-jobs]").is_visible()  # the centre's jobs, for its operator
 
     # Back online: the board follows again (and the other tests keep every centre).
     operator.goto(portal_server.url + "/centres/tianjin/")
     operator.click('button[name=state][value="online"]')
     board.wait_for_selector('.sb-card[data-site="tianjin"][data-state="online"]', timeout=15_000)
     assert board.js_errors == [] and operator.js_errors == []
+    watcher.close()

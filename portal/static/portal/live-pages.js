@@ -41,6 +41,13 @@
   // --- jobs: rows of the stream ------------------------------------------------------------
   var classes = {};    // resource class code → {scale, unit}
   var projects = {};   // project id → title
+  var jobStore = {};   // job id → the latest of every field heard (rows may be partial: id, state, cause, at)
+
+  function merge(row) {
+    var record = jobStore[row.id] || (jobStore[row.id] = {});
+    Object.keys(row).forEach(function (key) { record[key] = row[key]; });
+    return record;
+  }
   var timers = [];
 
   function stateLabel(state) { return (states[state] && states[state].label) || state; }
@@ -109,10 +116,10 @@
       root.setAttribute("data-site-code", job.site);
     }
     var times = $(root, '[data-f="times"]');
-    if (times) text(times, timesText(job));
+    if (times && ("started_at" in job || "ended_at" in job)) text(times, timesText(job));
     var charged = $(root, '[data-f="charged"]');
     var terminal = states[job.state] && states[job.state].terminal;
-    if (charged) {
+    if (charged && "charged" in job) {
       var hours = (terminal || Number(job.charged)) ? hoursText(job.charged, job.resource_class) : "—";
       if (hours && charged.textContent !== hours) { charged.textContent = hours; if (hours !== "—") flash(charged); }
     }
@@ -173,7 +180,8 @@
       var query = {};
       if (section.getAttribute("data-live-project")) query.project = section.getAttribute("data-live-project");
 
-      function upsert(job, fromSnapshot) {
+      function upsert(row_, fromSnapshot) {
+        var job = merge(row_);
         var row = known[String(job.id)];
         if (!row) {
           if (fromSnapshot || !insert || !table || job.state === undefined) {
@@ -244,8 +252,9 @@
       flash(li);
     }
 
-    function apply(job, fromSnapshot) {
-      if (String(job.id) !== id) return;
+    function apply(row, fromSnapshot) {
+      if (String(row.id) !== id) return;
+      var job = merge(row);
       var before = root.getAttribute("data-state");
       var siteBefore = root.getAttribute("data-site-code") || "";
       applyJob(root, job, true);
@@ -256,10 +265,10 @@
         var notice = $(root, '[data-f="rerouted"]');
         if (notice) notice.hidden = false;
       }
-      text($(root, '[data-f="started_at"]'), job.started_at ? Live.formatTime(job.started_at, true) : "—");
-      text($(root, '[data-f="ended_at"]'), job.ended_at ? Live.formatTime(job.ended_at, true) : "—");
+      if ("started_at" in job) text($(root, '[data-f="started_at"]'), job.started_at ? Live.formatTime(job.started_at, true) : "—");
+      if ("ended_at" in job) text($(root, '[data-f="ended_at"]'), job.ended_at ? Live.formatTime(job.ended_at, true) : "—");
       var reason = $(root, '[data-f="reason"]');
-      if (reason) {
+      if (reason && "reason" in job) {
         reason.hidden = !job.reason;
         reason.textContent = job.reason || "";
         reason.className = "alert " + (job.state === "cancelled" ? "alert-warn" : "alert-error");
@@ -363,7 +372,7 @@
       if (!node) return;
       var families = {};
       var cores = { used: 0, total: 0 };
-      var running = 0, waiting = 0, seen = false;
+      var running = 0, waiting = 0, down = 0, seen = false;
       Object.keys(capacity).forEach(function (key) {
         var c = capacity[key];
         if (c.site !== code) return;
@@ -377,6 +386,7 @@
         cores.used += Math.max(0, Number(c.cores_total || 0) - Number(c.cores_free || 0));
         running += Number(c.running || 0);
         waiting += Number(c.queued || 0);
+        down += Math.max(0, Number(c.nodes_total || 0) - Number(c.nodes_up || 0));
       });
       if (!seen) return;
       Object.keys(families).forEach(function (family) {
@@ -385,6 +395,9 @@
       setBar($(node, '.sb-row[data-family="cores"]'), cores.used, cores.total);
       text($(node, '[data-f="running"]'), Live.formatNumber(running, 0));
       text($(node, '[data-f="waiting"]'), Live.formatNumber(waiting, 0));
+      text($(node, '[data-f="nodes_down"]'), Live.formatNumber(down, 0));
+      var downBox = $(node, '[data-f="down_box"]');
+      if (downBox) downBox.hidden = !down;
       node.__usage = { families: families, cores: cores, running: running, waiting: waiting };
     }
 
@@ -553,9 +566,18 @@
     });
     if (before !== site.state) {
       $$(root, '[data-f="site_state"]').forEach(flash);
-      // The operator's buttons are the moves allowed from the state the page was drawn in.
-      var stale = $(root, "[data-f='moves-stale']");
-      if (stale) stale.hidden = false;
+      // The operator's buttons: the moves allowed from the new state (the server checks them again).
+      var buttons = $(root, ".fd-operate-buttons");
+      if (buttons && meta.moves) {
+        buttons.textContent = "";
+        meta.moves.forEach(function (move) {
+          var kind = move.state === "offline" ? " btn-danger" : move.state === "online" ? " btn-primary" : "";
+          buttons.appendChild(el("button", { type: "submit", name: "state", value: move.state, className: "btn" + kind, text: move.label }));
+        });
+      } else {
+        var stale = $(root, "[data-f='moves-stale']");
+        if (stale) stale.hidden = false;
+      }
       if (announce) Live.announce((meta.label || site.state));
     }
   }
