@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from allocations.ledger import to_display
 from allocations.models import ResourceClass
 from federation import selectors, services
-from federation.models import SiteState
+from federation.models import AdapterKind, SiteState, SlurmTokenSource
 from portal.api.serializers import StrictInputSerializer
 from portal.api.views import BaseApiView
 from portal.errors import ValidationFailed
@@ -71,6 +71,70 @@ class SiteStateView(BaseApiView):
         data.is_valid(raise_exception=True)
         site = services.site_set_state(actor=self.actor(), site=selectors.get_site(site_code), **data.validated_data)
         return Response(SiteOutput(selectors.get_site(site.code)).data)
+
+
+class ConnectionOutput(serializers.Serializer):
+    adapter = serializers.CharField()
+    slurm_url = serializers.CharField()
+    slurm_user = serializers.CharField()
+    slurm_token_source = serializers.CharField()
+    slurm_token_set = serializers.BooleanField(help_text="Whether a token is stored (it is never shown)")
+    slurm_credential_path = serializers.CharField()
+    slurm_workdir = serializers.CharField()
+    partitions = serializers.DictField(child=serializers.CharField(), help_text="Our partition → Slurm partition")
+
+
+class SiteConnectionView(BaseApiView):
+    """How the federation reaches a centre: simulated, or Slurm over slurmrestd (federation admins)."""
+
+    class Input(StrictInputSerializer):
+        adapter = serializers.ChoiceField(choices=AdapterKind.choices, required=False)
+        slurm_url = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        slurm_user = serializers.CharField(max_length=64, required=False, allow_blank=True)
+        slurm_token_source = serializers.ChoiceField(choices=SlurmTokenSource.choices, required=False)
+        token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True,
+                                      trim_whitespace=True, help_text="Write-only: stored, never shown back")
+        slurm_credential_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        slurm_workdir = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        partitions = serializers.DictField(child=serializers.CharField(max_length=64, allow_blank=True),
+                                           required=False, help_text="Our partition → Slurm partition")
+
+    @extend_schema(responses=ConnectionOutput, summary="A centre's connection settings (federation admins)")
+    def get(self, request, site_code: str):
+        from federation import slurm_services
+
+        return Response(slurm_services.site_connection(actor=self.actor(), site=selectors.get_site(site_code)))
+
+    @extend_schema(request=Input, responses=ConnectionOutput,
+                   summary="Set a centre's connection: adapter, slurmrestd URL, user, token source (federation admins)")
+    def put(self, request, site_code: str):
+        from federation import slurm_services
+
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = self.actor()
+        site = slurm_services.site_configure_connection(actor=actor, site=selectors.get_site(site_code),
+                                                        **data.validated_data)
+        return Response(slurm_services.site_connection(actor=actor, site=site))
+
+
+class PingOutput(serializers.Serializer):
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField(allow_null=True)
+    version = serializers.CharField()
+    api = serializers.CharField()
+    code = serializers.CharField(help_text="Why it failed: slurm_unavailable, slurm_auth_failed, ...")
+    message = serializers.CharField()
+
+
+class SitePingView(BaseApiView):
+    @extend_schema(request=None, responses=PingOutput,
+                   summary="Check the connection to a Slurm centre: latency and version (operators)")
+    def post(self, request, site_code: str):
+        from federation import slurm_services
+
+        result = slurm_services.site_ping(actor=self.actor(), site=selectors.get_site(site_code))
+        return Response(result.as_dict())
 
 
 class CommitmentOutput(serializers.Serializer):
@@ -153,6 +217,7 @@ class JobOutput(serializers.Serializer):
 
 
 class JobDetailOutput(JobOutput):
+    command = serializers.CharField()
     routing = serializers.JSONField()
     events = serializers.SerializerMethodField()
 
@@ -174,6 +239,7 @@ def _job_entry_schema():
         "accepted_family": serializers.CharField(required=False),
         "application": serializers.CharField(required=False), "dataset": serializers.CharField(required=False),
         "preferred_sites": serializers.ListField(child=serializers.CharField(), required=False),
+        "command": serializers.CharField(required=False, help_text="Shell lines a Slurm centre runs (≤ 16,000)"),
     })
 
 

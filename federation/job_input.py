@@ -7,8 +7,9 @@ from federation.jobs import JobRequest
 LIMITS = {"nodes": (1, 4096), "cores_per_node": (1, 1024), "memory_mb_per_node": (1, 8 * 1024 * 1024),
           "gpus_per_node": (0, 64), "walltime_s": (60, 90 * 24 * 3600)}
 TEXT = {"name": 200, "accepted_family": 32, "application": 48, "dataset": 500}
+COMMAND_MAX = 16_000  # shell lines for a real centre (Slurm); kept verbatim, not stripped
 LISTS = {"accepted_models": 32, "preferred_sites": 32}
-ALLOWED = set(LIMITS) | set(TEXT) | set(LISTS)
+ALLOWED = set(LIMITS) | set(TEXT) | set(LISTS) | {"command"}
 
 
 class EntryError(ValueError):
@@ -41,6 +42,11 @@ def parse_job(entry) -> JobRequest:
             errors[key] = [f"Text of at most {limit} characters."]
         else:
             values[key] = value.strip()
+    command = entry.get("command", "")
+    if not isinstance(command, str) or len(command) > COMMAND_MAX or "\x00" in command:
+        errors["command"] = [f"Text of at most {COMMAND_MAX} characters."]
+    elif command:
+        values["command"] = command
     for key, limit in LISTS.items():
         value = entry.get(key, [])
         if not isinstance(value, list) or len(value) > 20 or not all(isinstance(v, str) and v for v in value):

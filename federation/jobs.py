@@ -69,6 +69,7 @@ class JobRequest:
     application: str = ""
     dataset: str = ""
     preferred_sites: tuple[str, ...] = ()
+    command: str = ""  # shell lines a real (Slurm) centre runs; simulated centres ignore it
 
     def spec(self) -> JobSpec:
         return JobSpec(nodes=self.nodes, cores_per_node=self.cores_per_node,
@@ -366,7 +367,7 @@ JOB_COLUMNS = ("id", "institution_id", "project_id", "allocation_id", "submitted
                "reason", "nodes", "cores_per_node", "memory_mb_per_node", "gpus_per_node", "accepted_models",
                "accepted_family", "walltime_s", "application", "dataset", "preferred_sites", "site_id",
                "partition_id", "routing", "attempts", "site_job_id", "resource_class_id", "hold_id", "hold_part",
-               "charged", "submitted_at")
+               "charged", "submitted_at", "command")
 EVENT_COLUMNS = ("job_id", "from_state", "to_state", "cause", "at")
 
 
@@ -421,7 +422,8 @@ def _persist(rows, *, project, allocation, actor, batch_id, now, classes) -> lis
                     f"{req.memory_mb_per_node}\t{req.gpus_per_node}\t{_copy_text(_json_list(req.accepted_models))}\t"
                     f"{_copy_text(req.accepted_family)}\t{req.walltime_s}\t{_copy_text(req.application)}\t"
                     f"{_copy_text(req.dataset)}\t{_copy_text(_json_list(req.preferred_sites))}{where}"
-                    f"{_copy_text(_routing_compact(decision, partition))}{charge}{hold.pk}\t{req.units}\t0\t{at}\n")
+                    f"{_copy_text(_routing_compact(decision, partition))}{charge}{hold.pk}\t{req.units}\t0\t{at}\t"
+                    f"{_copy_text(req.command)}\n")
                 events.append(f"{job_id}{submitted_line}{job_id}{routed_causes[partition.pk]}")
                 if len(chunk) == COPY_CHUNK:
                     copy.write("".join(chunk))
@@ -462,7 +464,7 @@ def _persist_orm(rows, *, project, allocation, label, submitted, batch_id, now, 
             dataset=req.dataset, preferred_sites=list(req.preferred_sites), site_id=partition.site_id,
             partition_id=partition.pk, routing_data=json.loads(_routing_compact(decision, partition)), attempts=1,
             site_job_id="", resource_class_id=class_id[code], hold_id=hold.pk, hold_part=req.units, charged=0,
-            submitted_at=now))
+            submitted_at=now, command=req.command))
     Job.objects.bulk_create(objs, batch_size=2000)
     events = []
     for job, (_i, _req, _d, partition, _h) in zip(objs, rows, strict=True):

@@ -41,6 +41,14 @@ class AdapterKind(models.TextChoices):
     SLURM = "slurm", _("Slurm (slurmrestd)")
 
 
+class SlurmTokenSource(models.TextChoices):
+    """Where the Slurm adapter gets the JWT it sends as X-SLURM-USER-TOKEN."""
+
+    TOKEN = "token", _("Stored token")
+    TOKEN_FILE = "token_file", _("Token file on the federation's server")
+    JWT_KEY = "jwt_key", _("Slurm's JWT key file (short-lived tokens are minted)")
+
+
 def default_price_schedule() -> list[dict]:
     """Peak 08:00-22:00 local time at 120 %, valley at 80 % (per-mille multipliers)."""
     return [{"start_hour": 8, "end_hour": 22, "multiplier_permille": 1200},
@@ -61,6 +69,16 @@ class Site(models.Model):
     exchange_rate = models.DecimalField(max_digits=10, decimal_places=4, default=1)
     price_schedule = models.JSONField(default=default_price_schedule)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A Slurm centre (adapter "slurm"): its slurmrestd, the Slurm user jobs run as, and where the token
+    # comes from. ``slurm_token`` is a secret: write-only in the API and admin, never logged or audited.
+    slurm_url = models.URLField(_("slurmrestd URL"), max_length=300, blank=True, default="")
+    slurm_user = models.CharField(_("Slurm user"), max_length=64, blank=True, default="")
+    slurm_token_source = models.CharField(_("token source"), max_length=16, choices=SlurmTokenSource.choices,
+                                          blank=True, default="")
+    slurm_token = models.CharField(_("token"), max_length=4096, blank=True, default="")
+    slurm_credential_path = models.CharField(_("token or key file"), max_length=500, blank=True, default="")
+    slurm_workdir = models.CharField(_("working directory of jobs"), max_length=500, blank=True,
+                                     default="/tmp")  # noqa: S108
 
     class Meta:
         ordering = ["code"]
@@ -87,6 +105,8 @@ class Partition(models.Model):
     # Credits per core-hour and per card-hour before the peak/valley multiplier.
     price_core_hour = models.DecimalField(max_digits=10, decimal_places=4)
     price_card_hour = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    # The partition's name at the centre (Slurm), when it differs from ours.
+    remote_name = models.CharField(_("name at the centre"), max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["site_id", "name"]
@@ -121,6 +141,9 @@ class Application(models.Model):
     description = models.TextField(blank=True)
     ecosystems = models.JSONField(default=list)
     partitions = models.ManyToManyField(Partition, related_name="applications", blank=True)
+    # Shell lines a real centre runs for this application (before the job's own command), with the job's
+    # environment ($SUANWANG_JOB_ID, $SUANWANG_DATASET, ...). Empty: the job's command alone.
+    launch_script = models.TextField(_("launch script"), blank=True, default="")
 
     class Meta:
         ordering = ["code"]
@@ -256,6 +279,8 @@ class Job(models.Model):
     application = models.CharField(max_length=48, blank=True)
     dataset = models.CharField(max_length=500, blank=True)
     preferred_sites = models.JSONField(default=list, blank=True)
+    # Shell lines a real centre runs (after the application's launch script); at most 16,000 characters.
+    command = models.TextField(blank=True, default="", db_default="")
     # Routing and dispatch
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
                              db_constraint=False, db_index=False)  # routed ones: job_dispatch_pending

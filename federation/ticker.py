@@ -1,4 +1,4 @@
-"""Simulated centres in scaled real time.
+"""Simulated centres in scaled real time, and the pollers of real (Slurm) centres.
 
 The simulators count *virtual* epoch seconds that run ``scale`` times faster than the wall clock
 from ``origin``: a one-hour job finishes in a minute at scale 60. Job times stored in the database
@@ -7,7 +7,8 @@ are wall times (so the portal shows when things happened); charges use the virtu
 
 Who ticks them: in the embedded mode a daemon thread inside the server process (``make run``);
 with the production stack one ``manage.py run_sites`` process, which then also owns dispatching
-to simulated centres (Celery workers dispatch to real centres only).
+to simulated centres (Celery workers dispatch to real centres only). Slurm centres are polled in the
+same pass, on the wall clock (``federation.slurm_services.follow``).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def running_clock() -> SimClock:
     return _clock
 
 
-def tick(clock: SimClock | None = None) -> dict[str, int]:
-    """One pass over the simulated centres: mirror their state, advance them, record what changed,
-    hand them the jobs routed to them."""
+def tick(clock: SimClock | None = None, *, slurm: bool = True) -> dict[str, int]:
+    """One pass over the centres. Simulated ones: mirror their state, advance them, record what changed,
+    hand them the jobs routed to them. Slurm ones (``slurm``): poll them on the wall clock, record what
+    changed, keep their health (unreachable → degraded → offline → back online), hand them their jobs."""
     from federation.adapters import adapter_for
     from federation.jobs import dispatch_routed, ingest_status
     from federation.models import AdapterKind, Site
@@ -66,6 +68,17 @@ def tick(clock: SimClock | None = None) -> dict[str, int]:
             while moved := dispatch_routed(site):
                 dispatched += moved
         report_capacity(site, adapter.capacity())  # the federation status stream (changed partitions only)
+    if slurm:
+        from federation.slurm_services import follow
+
+        for site in Site.objects.filter(adapter=AdapterKind.SLURM).order_by("pk"):
+            try:
+                result = follow(site)
+            except Exception:  # one centre's failure must not stop the others
+                log.exception("slurm centre %s: follow failed", site.code)
+                continue
+            changed += result["changed"]
+            dispatched += result["dispatched"]
     return {"changed": changed, "dispatched": dispatched}
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures, and the rule that service-backed tests never silently skip in CI.
 
-Tests marked ``postgres`` or ``redis`` skip on a newcomer's machine without those services,
+Tests marked ``postgres``, ``redis`` or ``slurm`` skip on a newcomer's machine without those services,
 but with SUANWANG_REQUIRE_SERVICES=1 (set by .ci/run) they fail instead, and the run fails
 if no test of a marker ran at all.
 """
@@ -14,7 +14,7 @@ from django.db import connection
 from tests.factories import Fed, build_federation
 
 REQUIRE_SERVICES = os.environ.get("SUANWANG_REQUIRE_SERVICES") == "1"
-_SERVICE_MARKERS = ("postgres", "redis")
+_SERVICE_MARKERS = ("postgres", "redis", "slurm")
 _passed_by_marker = {m: 0 for m in _SERVICE_MARKERS}
 
 
@@ -23,7 +23,30 @@ def _service_missing(marker: str) -> str | None:
         return f"needs PostgreSQL (DATABASE_URL), running on {connection.vendor}"
     if marker == "redis" and not settings.REDIS_URL:
         return "needs Redis (REDIS_URL)"
+    if marker == "slurm":
+        return _slurm_missing()
     return None
+
+
+_slurm_checked: list[str | None] = []
+
+
+def _slurm_missing() -> str | None:
+    """A real Slurm (scripts/local-slurm.sh start): SUANWANG_SLURM_URL and a token file that slurmrestd accepts."""
+    if not _slurm_checked:
+        url = os.environ.get("SUANWANG_SLURM_URL", "")
+        token_file = os.environ.get("SUANWANG_SLURM_TOKEN_FILE", "/var/lib/slurm-local/ci.jwt")
+        if not url:
+            _slurm_checked.append("needs a real Slurm (SUANWANG_SLURM_URL; scripts/local-slurm.sh start)")
+        else:
+            from federation.slurm import SlurmClient, SlurmError, TokenFile
+
+            try:
+                SlurmClient(url, os.environ.get("SUANWANG_SLURM_USER", "ci"), TokenFile(token_file), retries=0).ping()
+                _slurm_checked.append(None)
+            except SlurmError as exc:
+                _slurm_checked.append(f"needs a real Slurm at {url}: {exc.code} ({exc.message})")
+    return _slurm_checked[0]
 
 
 def pytest_runtest_setup(item):

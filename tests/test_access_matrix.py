@@ -233,6 +233,13 @@ CASES += [
          body=lambda f, w: {"resource_class": "cpu", "period_start": "2027-01-01", "period_end": "2027-07-01",
                             "amount": 100000}, writes=True),
     Case("application-list", "get", lambda f: "/api/v1/applications/", statuses(200)),
+    # A centre's connection (Slurm URL, user, write-only token): federation admins only.
+    Case("site-connection", "get", lambda f: "/api/v1/sites/zhengzhou/connection/", statuses(403, fedadmin=200)),
+    Case("site-connection", "put", lambda f: "/api/v1/sites/zhengzhou/connection/", statuses(403, fedadmin=200),
+         body=lambda f, w: {"slurm_workdir": "/home/ci"}, writes=True),
+    # The connection check: operators and federation admins (a simulated centre has none to check: 400).
+    Case("site-ping", "post", lambda f: "/api/v1/sites/zhengzhou/ping/", statuses(403, operator=400, fedadmin=400),
+         writes=True),
 ]
 
 # --- site quotas: A's members and the centre's operators see them; operators answer, the PI moves ----

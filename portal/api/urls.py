@@ -63,6 +63,8 @@ urlpatterns += [
     path("sites/<slug:site_code>/", fed_api.SiteDetailView.as_view(), name="site-detail"),
     path("sites/<slug:site_code>/state/", fed_api.SiteStateView.as_view(), name="site-state"),
     path("sites/<slug:site_code>/commitments/", fed_api.SiteCommitmentView.as_view(), name="site-commitments"),
+    path("sites/<slug:site_code>/connection/", fed_api.SiteConnectionView.as_view(), name="site-connection"),
+    path("sites/<slug:site_code>/ping/", fed_api.SitePingView.as_view(), name="site-ping"),
     path("applications/", fed_api.ApplicationListView.as_view(), name="application-list"),
 ]
 
