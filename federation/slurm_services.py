@@ -216,7 +216,8 @@ def record_unreachable(site: Site, error: SlurmError) -> Site:
     """One failed poll: degraded at once, offline after OFFLINE_AFTER in a row (waiting jobs re-routed)."""
     with _failures_lock:
         failures = _failures[site.pk] = _failures.get(site.pk, 0) + 1
-    reason = f"{AUTO_REASON}: {error.message}"[:300]
+    # Shown to every user: the stable code, not the message (which names the centre's internal address).
+    reason = f"{AUTO_REASON} ({error.code})"
     log.warning("slurm %s: poll failed (%d in a row): %s", site.code, failures, error.message)
     system = Actor(system=True)
     if site.state == SiteState.ONLINE:

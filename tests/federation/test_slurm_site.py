@@ -231,6 +231,7 @@ def test_an_unreachable_slurm_goes_degraded_then_offline_reroutes_and_comes_back
     tick()
     site = Site.objects.get(code="local")
     assert site.state == SiteState.DEGRADED and site.state_reason.startswith("Slurm unreachable")
+    assert "slurm_unavailable" in site.state_reason and "127.0.0.1" not in site.state_reason  # shown to everyone
     assert Job.objects.get(pk=job.pk).state == JobState.ROUTED  # not handed over, still waiting
     for _ in range(slurm_services.OFFLINE_AFTER - 1):
         tick()
