@@ -89,15 +89,28 @@ def _publish_scoped(kind: str, items, fields: tuple[str, ...] | None = None) -> 
         publish(groups=[institution_group(institution_id)], event=kind, payload={"rows": rows, "fields": fields})
 
 
+def _after_commit(build, what: str) -> None:
+    """Run ``build`` (which publishes) right after commit, in the committing thread: rows are built
+    outside the transaction (no locks held meanwhile, no queries inside it)."""
+
+    def run() -> None:
+        try:
+            build()
+        except Exception:  # delivery is best-effort; the database is the record
+            log.exception("publishing %s failed", what)
+
+    transaction.on_commit(run)
+
+
 def publish_jobs(jobs, last_events: dict[int, tuple[str, datetime]] | None = None) -> None:
     """Full rows of changed jobs (Job instances) to their project's and institution's groups;
     ``last_events`` maps a job id to the (cause, at) of the transition that changed it."""
     if not listening():
         return
-    last_events = last_events or {}
-    none = ("", None)
-    _publish_scoped("jobs", ((job.institution_id, job.project_id, protocol.job_row(job, *last_events.get(job.pk, none)))
-                             for job in jobs))
+    jobs, last_events, none = list(jobs), dict(last_events or {}), ("", None)
+    _after_commit(lambda: _publish_scoped("jobs", (
+        (job.institution_id, job.project_id, protocol.job_row(job, *last_events.get(job.pk, none))) for job in jobs)),
+        "job changes")
 
 
 def publish_job_states(items: list[tuple[int, int, int, str, str, datetime]]) -> None:
@@ -113,26 +126,21 @@ def publish_balances(allocation, resource_class_ids: list[int] | None = None) ->
     longer for it, and a later commit's publish carries later figures)."""
     if not listening():
         return
-    from allocations.models import AllocationBalance
-
     snapshot = SimpleNamespace(pk=allocation.pk, project_id=allocation.project_id, state=allocation.state,
                                start=allocation.start, end=allocation.end)
-    groups = [project_group(allocation.project_id), institution_group(allocation.institution_id)]
+    institution_id = allocation.institution_id
 
-    def send() -> None:
-        from portal.live.hub import publisher
+    def build() -> None:
+        from allocations.models import AllocationBalance
 
-        try:
-            balances = AllocationBalance.objects.filter(allocation_id=snapshot.pk)
-            if resource_class_ids is not None:
-                balances = balances.filter(resource_class_id__in=resource_class_ids)
-            rows = protocol.allocation_rows(snapshot, list(balances.values_list("resource_class_id", "awarded",
-                                                                                "held", "charged")))
-            publisher.submit(groups, "allocation", rows)
-        except Exception:  # delivery is best-effort; the database is the record
-            log.exception("publishing the balances of allocation %s failed", snapshot.pk)
+        balances = AllocationBalance.objects.filter(allocation_id=snapshot.pk)
+        if resource_class_ids is not None:
+            balances = balances.filter(resource_class_id__in=resource_class_ids)
+        rows = protocol.allocation_rows(snapshot, list(balances.values_list("resource_class_id", "awarded", "held",
+                                                                            "charged")))
+        _publish_scoped("allocation", ((institution_id, snapshot.project_id, row) for row in rows))
 
-    transaction.on_commit(send)
+    _after_commit(build, f"the balances of allocation {snapshot.pk}")
 
 
 def publish_request(request, from_state: str, at: datetime | None) -> None:
@@ -149,24 +157,29 @@ def publish_capacity(rows: list[list]) -> None:
 
 
 def publish_submitted_jobs(project, accepted, now: datetime) -> None:
-    """Full rows of a just-persisted batch, built from what the submit path holds in memory:
-    ``accepted`` is [(job id, JobRequest, Partition with its site and family loaded)]."""
+    """Full rows of a just-persisted batch, built (after commit) from what the submit path holds in
+    memory: ``accepted`` is [(job id, JobRequest, Partition with its site and family loaded)]."""
     if not listening():
         return
-    from federation.models import AdapterKind, JobState
+    accepted = list(accepted)
 
-    sim_scale = float(settings.SUANWANG.get("SIM_TIME_SCALE", 1.0))
-    at = protocol.iso(now)
-    rows = []
-    for job_id, req, partition in accepted:
-        site = partition.site
-        scale = sim_scale if site.adapter == AdapterKind.SIMULATED else 1.0
-        rate = req.nodes * (req.gpus_per_node or req.cores_per_node) * scale
-        rows.append([job_id, project.pk, req.name[:200], JobState.ROUTED.value, site.code, partition.name,
-                     f"gpu:{partition.family.code}" if partition.family_id else "cpu", at, None, None,
-                     int(rate) if float(rate).is_integer() else round(rate, 3), req.units, 0, "", 1,
-                     f"routed to {site.code}/{partition.name}", at])
-    _publish_scoped("jobs", ((project.institution_id, project.pk, row) for row in rows))
+    def build() -> None:
+        from federation.models import AdapterKind, JobState
+
+        sim_scale = float(settings.SUANWANG.get("SIM_TIME_SCALE", 1.0))
+        at = protocol.iso(now)
+        rows = []
+        for job_id, req, partition in accepted:
+            site = partition.site
+            scale = sim_scale if site.adapter == AdapterKind.SIMULATED else 1.0
+            rate = req.nodes * (req.gpus_per_node or req.cores_per_node) * scale
+            rows.append([job_id, project.pk, req.name[:200], JobState.ROUTED.value, site.code, partition.name,
+                         f"gpu:{partition.family.code}" if partition.family_id else "cpu", at, None, None,
+                         int(rate) if float(rate).is_integer() else round(rate, 3), req.units, 0, "", 1,
+                         f"routed to {site.code}/{partition.name}", at])
+        _publish_scoped("jobs", ((project.institution_id, project.pk, row) for row in rows))
+
+    _after_commit(build, "submitted jobs")
 
 
 def publish_dispatched(job_ids: list[int], state: str, cause: str, at: datetime) -> None:
@@ -174,22 +187,12 @@ def publish_dispatched(job_ids: list[int], state: str, cause: str, at: datetime)
     after commit (one query, outside the dispatch transaction)."""
     if not job_ids or not listening():
         return
-    ids, at_text = list(job_ids), protocol.iso(at)
+    ids = list(job_ids)
 
-    def send() -> None:
+    def build() -> None:
         from federation.models import Job
-        from portal.live.hub import publisher
 
-        try:
-            by_scope = _by_scope((i, p, [pk, state, cause, at_text]) for i, p, pk in
-                                 Job.objects.filter(pk__in=ids).values_list("institution_id", "project_id", "pk"))
-            by_institution: dict[int, list] = {}
-            for (institution_id, project_id), rows in by_scope.items():
-                publisher.submit([project_group(project_id)], "jobs", rows, protocol.JOB_STATE_FIELDS)
-                by_institution.setdefault(institution_id, []).extend(rows)
-            for institution_id, rows in by_institution.items():
-                publisher.submit([institution_group(institution_id)], "jobs", rows, protocol.JOB_STATE_FIELDS)
-        except Exception:  # delivery is best-effort; the database is the record
-            log.exception("publishing dispatched jobs failed")
+        scope = Job.objects.filter(pk__in=ids).values_list("institution_id", "project_id", "pk")
+        publish_job_states([(i, p, pk, state, cause, at) for i, p, pk in scope])
 
-    transaction.on_commit(send)
+    _after_commit(build, "dispatched jobs")

@@ -88,7 +88,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(refused.close_code)
             return
         await self.accept(subprotocol)
-        self.groups = list(self.live.groups)
+        self.groups = [hub.layer_group(g) for g in self.live.groups]  # (discarded at disconnect)
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         if not await self.try_resume(resume):
@@ -122,7 +122,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     # --- snapshot and resume ----------------------------------------------------------------------
     async def send_snapshot(self, reason: str | None) -> None:
-        seqs = await hub.store().current(self.groups)
+        seqs = await hub.store().current(self.live.groups)
         data = await database_sync_to_async(SNAPSHOTS[self.stream])(self.actor, self.live)
         if self.live.job_id is not None:
             self.job_allocations = {row[0] for row in data["allocations"]["rows"]}
@@ -134,17 +134,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=_dumps(message))
 
     async def try_resume(self, resume: dict[str, int] | None) -> bool:
-        if not resume or not set(self.groups) <= set(resume):
+        groups = self.live.groups
+        if not resume or not set(groups) <= set(resume):
             return False
         if self.live.job_id is not None:
             return False  # a one-job stream needs its allocation ids: a (small) snapshot is simpler
         missed = {}
-        for group in self.groups:
+        for group in groups:
             entries = await hub.store().since(group, resume[group])
             if entries is None:
                 return False
             missed[group] = entries
-        self.last = {g: resume[g] for g in self.groups}
+        self.last = {g: resume[g] for g in groups}
         await self.send(text_data=_dumps({"type": "resumed", "stream": self.stream, "seqs": self.last}))
         for group, entries in missed.items():
             for seq, tail in entries:

@@ -38,6 +38,26 @@ DELTA_MESSAGE_TYPE = "live.delta"
 GATHER_S = 0.003
 
 
+_namespace: str | None = None
+
+
+def namespace() -> str:
+    """This deployment's tag: Redis pub/sub channels are global to a Redis server (whatever the DB
+    number), so two deployments (or two test runs) sharing one must not hear each other's groups."""
+    global _namespace
+    if _namespace is None:
+        import hashlib
+
+        name = str(settings.DATABASES["default"].get("NAME", ""))
+        _namespace = "sw" + hashlib.sha1(f"{name}|{settings.REDIS_URL}".encode()).hexdigest()[:10]  # noqa: S324
+    return _namespace
+
+
+def layer_group(group: str) -> str:
+    """The channel-layer group behind a protocol group name."""
+    return f"{namespace()}.{group}"
+
+
 def tail_text(group: str, seq: int, events_json: str) -> str:
     """The delta's JSON after ``{"type":"delta","stream":"<stream>",`` (the stream is per consumer)."""
     return f'"group":{json.dumps(group)},"seq":{seq},"events":{events_json}}}'
@@ -124,7 +144,7 @@ class RedisStore:
 
     @staticmethod
     def _keys(group: str) -> list[str]:
-        return [f"suanwang:live:seq:{group}", f"suanwang:live:buf:{group}"]
+        return [f"suanwang:live:{namespace()}:seq:{group}", f"suanwang:live:{namespace()}:buf:{group}"]
 
     async def append(self, group: str, events_json: str) -> tuple[int, str]:
         prefix = f'"group":{json.dumps(group)},"seq":'
@@ -158,8 +178,8 @@ def store():
 
 def reset_store() -> None:
     """Tests: forget the embedded store (and the registered consumer loop)."""
-    global _store
-    _store = None
+    global _store, _namespace
+    _store, _namespace = None, None
     publisher.consumer_loop = None
 
 
@@ -287,7 +307,8 @@ class Publisher:
             return
         if settings.REDIS_URL:
             seq, tail = await store().append(group, json.dumps(events, ensure_ascii=False, separators=(",", ":")))
-            await layer.group_send(group, {"type": DELTA_MESSAGE_TYPE, "group": group, "seq": seq, "tail": tail})
+            await layer.group_send(layer_group(group),
+                                   {"type": DELTA_MESSAGE_TYPE, "group": group, "seq": seq, "tail": tail})
         else:
             target = self.consumer_loop
             if target is None or target.is_closed():
@@ -295,7 +316,8 @@ class Publisher:
             seq, tail = await store().append(group, json.dumps(events, ensure_ascii=False, separators=(",", ":")))
             message = {"type": DELTA_MESSAGE_TYPE, "group": group, "seq": seq, "tail": tail}
             try:
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(layer.group_send(group, message), target))
+                sent = asyncio.run_coroutine_threadsafe(layer.group_send(layer_group(group), message), target)
+                await asyncio.wrap_future(sent)
             except RuntimeError:  # the consumers' loop closed meanwhile
                 return
         self.sent += 1

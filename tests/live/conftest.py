@@ -13,9 +13,22 @@ from portal.live import capacity, hub, protocol
 from tests.factories import Fed, build_allocation_world, make_member
 
 
+def _forget_redis_state() -> None:
+    """Sequence numbers and replay buffers of this deployment's namespace (tests start from 0)."""
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(f"suanwang:live:{hub.namespace()}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_live_state():
     hub.reset_store()
+    _forget_redis_state()
     protocol.codes.clear()
     capacity._meta.clear()
     capacity._last.clear()
