@@ -532,6 +532,11 @@ def dispatch_routed(site: Site, *, limit: int = DISPATCH_CHUNK, now: datetime | 
             # claimed as dispatched in this transaction: back to routed first, so the refusal is
             # recorded (and settled) as the routed → failed move it is
             _set_state([r[0] for r in refused], J.DISPATCHED, J.ROUTED)
+        answered = {int(a.job_id) for a in acks}
+        if len(answered) < len(claimed):
+            # A real centre that stopped answering mid-batch acknowledged only part of it: the rest was not
+            # handed over and stays routed for a later pass (or for re-routing if the centre goes offline).
+            _set_state([row[0] for row in claimed if row[0] not in answered], J.DISPATCHED, J.ROUTED)
         cause = f"accepted by {site.code}"
         write_events([(job_id, J.ROUTED, J.DISPATCHED, cause, now) for job_id in accepted])
         publish_dispatched(accepted, J.DISPATCHED, cause, now)

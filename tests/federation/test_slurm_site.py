@@ -293,3 +293,15 @@ def test_the_site_page_checks_the_connection_for_operators(world, fake, client):
     client.force_login(fed.users["researcher_a"])
     assert "/centres/local/ping/" not in client.get("/centres/local/").content.decode()
     assert client.post("/centres/local/ping/").status_code == 403
+
+
+def test_jobs_a_failing_slurm_did_not_take_stay_routed_and_go_later(world, fake):
+    first = submit_to_slurm(world, command="true")
+    second = submit_to_slurm(world, command="true")
+    fake.submit_errors = [(-1, "Unspecified error")]  # e.g. its token just expired: the batch stops there
+    tick()
+    assert {Job.objects.get(pk=j.pk).state for j in (first, second)} == {JobState.ROUTED}
+    assert not Job.objects.get(pk=first.pk).events.filter(to_state="dispatched").exists()
+    tick()
+    assert {Job.objects.get(pk=j.pk).state for j in (first, second)} <= {JobState.DISPATCHED, JobState.QUEUED}
+    assert len(fake.jobs) == 2  # each submitted once
