@@ -116,3 +116,52 @@ def test_an_operator_takes_a_centre_offline_and_the_status_board_shows_it(login,
     board.wait_for_selector('.sb-card[data-site="tianjin"][data-state="online"]', timeout=15_000)
     assert board.js_errors == [] and operator.js_errors == []
     watcher.close()
+
+
+def _api_submit(page, base: str, jobs: list[dict]) -> list[dict]:
+    """Submit jobs through the REST API with the page's session (as the portal's own scripts would)."""
+    import json
+
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(base + "/api/v1/jobs/batch/", data=json.dumps({"project": 1, "jobs": jobs}),
+                                 headers={"X-CSRFToken": csrf, "Content-Type": "application/json",
+                                          "Referer": base + "/"})
+    assert response.status == 200, response.text()
+    body = response.json()
+    assert not body["refused"], body
+    return body["accepted"]
+
+
+def test_the_dashboard_slides_in_new_jobs_and_the_board_counts_them_running(login, portal_server):
+    page = login("researcher@pku.edu.cn")  # lands on the dashboard
+    _live(page)
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator(".db-allocation [data-balance]").count() >= 1  # balances of the active allocation
+    assert page.locator(".db-allocation svg polyline").count() >= 1  # and its usage chart
+    accepted = _api_submit(page, portal_server.url, [
+        {"name": "browser-long", "cores_per_node": 8, "walltime_s": 4 * 3600, "memory_mb_per_node": 8000}])
+    job_id, site = accepted[0]["id"], accepted[0]["site"]
+    row = page.wait_for_selector(f'.db-jobs tr[data-job="{job_id}"]')  # a row the server never rendered
+    assert page.locator(".db-jobs tr[data-job]").first.get_attribute("data-job") == str(job_id)
+    assert "browser-long" in row.inner_text()
+    page.wait_for_selector(f'.db-jobs tr[data-job="{job_id}"][data-state="running"]', timeout=JOB_WAIT_MS)
+    page.wait_for_function(  # the cost so far ticks while it runs
+        f"""() => (document.querySelector('.db-jobs tr[data-job="{job_id}"] [data-f="so_far"]') || {{}})
+                   .textContent.indexOf("so far") > 0""")
+    assert page.evaluate("window.__sameDocument === true")
+
+    board = login("operator@scnet.example.cn")
+    board.goto(portal_server.url + "/centres/status/")
+    _live(board)
+    card = f'.sb-card[data-site="{site}"]'
+    # The centre reports the job running: its cores are in use on the board (8 cores of one node at least).
+    board.wait_for_function(
+        f"""() => Number(document.querySelector('{card} [data-f="running"]').textContent) >= 1 &&
+                  Number(document.querySelector('{card} .sb-row-cores [data-f="used"]').textContent
+                         .replace(/,/g, "")) >= 8""", timeout=30_000)
+    screenshot(board, "board-running")
+    page.goto(portal_server.url + f"/jobs/{job_id}/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click('[data-f="cancel"] button')
+    page.wait_for_selector('[data-live-page="job"][data-state="cancelled"]')
+    assert page.js_errors == [] and board.js_errors == []
