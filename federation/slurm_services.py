@@ -185,7 +185,9 @@ def follow(site: Site) -> dict[str, int]:
     try:
         changes = adapter.poll()
         if isinstance(adapter, SlurmAdapter) and adapter.capacity_due():
-            adapter.refresh_capacity()
+            from portal.live.capacity import report_capacity
+
+            report_capacity(site, adapter.refresh_capacity())  # the status board shows the real free cards
     except SlurmError as exc:
         site = record_unreachable(site, exc)
         return {"changed": 0, "dispatched": 0, "reachable": 0}

@@ -150,9 +150,13 @@ def test_a_wrong_token_is_reported_by_ping(world):
     assert "expired" not in json.dumps(down)
 
 
-def test_a_job_runs_at_the_slurm_centre_and_is_charged_its_real_elapsed_time(world, fake):
+def test_a_job_runs_at_the_slurm_centre_and_is_charged_its_real_elapsed_time(world, fake, monkeypatch):
+    monkeypatch.setattr("portal.live.capacity._last", {})  # reports only what changed: start from nothing
     job = submit_to_slurm(world, command="echo hello\nexit 0", gpus_per_node=2, cores_per_node=4)
     tick()  # dispatch (and a first poll)
+    from portal.live.capacity import reported_rows
+
+    assert reported_rows(["local"])["local"], "the Slurm centre's capacity reaches the status board"
     record = fake.by_name(f"suanwang-{job.pk}")
     assert "echo hello" in record["script"] and record["job"]["cpus_per_task"] == 4
     assert record["job"]["gpus_per_node"] == "2"
