@@ -217,7 +217,7 @@ def test_a_silent_server_times_out():
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)  # accepts connections, never answers
         client = SlurmClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "ci", StaticToken("t"), timeout=0.2,
-                             retries=1, retry_delay=0.01)
+                             list_timeout=0.2, retries=1, retry_delay=0.01)
         with pytest.raises(SlurmError) as error:
             client.jobs()
     assert error.value.code == "slurm_unavailable" and "timed out" in error.value.message
@@ -380,3 +380,19 @@ def test_a_quiet_poll_asks_only_whether_anything_changed(fake):
     fake.last_update = 0
     adapter.poll()
     assert fake.requests[-1][1].endswith("/jobs")
+
+
+def test_the_job_list_gets_a_longer_timeout_than_other_calls():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)  # accepts connections, never answers
+        client = SlurmClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "ci", StaticToken("t"), timeout=0.1,
+                             list_timeout=0.6, retries=0)
+        started = time.monotonic()
+        with pytest.raises(SlurmError):
+            client.ping()
+        assert time.monotonic() - started < 0.5
+        started = time.monotonic()
+        with pytest.raises(SlurmError):
+            client.jobs()
+        assert time.monotonic() - started >= 0.55
