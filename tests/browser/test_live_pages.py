@@ -138,12 +138,17 @@ def test_the_dashboard_slides_in_new_jobs_and_the_board_counts_them_running(logi
     page.evaluate("window.__sameDocument = true")
     assert page.locator(".db-allocation [data-balance]").count() >= 1  # balances of the active allocation
     assert page.locator(".db-allocation svg polyline").count() >= 1  # and its usage chart
+    held = page.locator('[data-balance$=":cpu"] [data-f="held"]').first
+    held_before = held.inner_text()
     accepted = _api_submit(page, portal_server.url, [
         {"name": "browser-long", "cores_per_node": 8, "walltime_s": 4 * 3600, "memory_mb_per_node": 8000}])
     job_id, site = accepted[0]["id"], accepted[0]["site"]
     row = page.wait_for_selector(f'.db-jobs tr[data-job="{job_id}"]')  # a row the server never rendered
     assert page.locator(".db-jobs tr[data-job]").first.get_attribute("data-job") == str(job_id)
     assert "browser-long" in row.inner_text()
+    # The whole walltime is held at submission (8 cores × 4 h): the balance follows.
+    page.wait_for_function("(before) => document.querySelector('[data-balance$=\":cpu\"] [data-f=\"held\"]')"
+                           ".textContent !== before", arg=held_before)
     page.wait_for_selector(f'.db-jobs tr[data-job="{job_id}"][data-state="running"]', timeout=JOB_WAIT_MS)
     page.wait_for_function(  # the cost so far ticks while it runs
         f"""() => (document.querySelector('.db-jobs tr[data-job="{job_id}"] [data-f="so_far"]') || {{}})

@@ -197,6 +197,8 @@
             rows.slice(limit).forEach(function (extra) { delete known[extra.getAttribute("data-job")]; extra.remove(); });
           }
           if (table.closest("[hidden]")) table.closest("[hidden]").hidden = false;
+          var count = $(section, "h2 .count");
+          if (count) count.textContent = String(Number(count.textContent.replace(/\D/g, "") || 0) + 1);
           if (empty) empty.hidden = true;
           applyJob(row, job, false);
           flash(row);
