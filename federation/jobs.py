@@ -339,23 +339,46 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
     return result
 
 
+class RoutingWriter:
+    """Writes routing explanations as JSON text in the compact form ``expand_routing`` reads: the choice,
+    its score, wait and cost, how many partitions each filter excluded, and the candidates the router
+    scored (up to 4, the choice first) with their score parts. Positions instead of keys: a third of the
+    bytes to write and parse. The text is built directly (site codes, partition names and refusal codes
+    are slugs, the rest numbers); one writer serves a batch and remembers what its jobs share: each
+    candidate's load-independent parts and the text of the numbers (``repr``, what ``json.dumps`` writes)."""
+
+    def __init__(self):
+        self._candidates: dict[tuple, tuple[str, str, str, str]] = {}
+        self._floats: dict[float, str] = {}
+
+    def _float(self, value: float) -> str:
+        text = self._floats[value] = repr(value)
+        return text
+
+    def write(self, decision, partition: Partition) -> str:
+        explained = decision.explain(limit=4)
+        floats, known = self._floats, self._candidates
+        parts = []
+        for c in explained["candidates"]:  # a scored candidate's numbers are never None
+            key = (c["partition_id"], c["price"], c["locality"], c["preference"], c["estimated_cost"])
+            static = known.get(key)
+            if static is None:
+                static = known[key] = (f'["{c["site_code"]}",{c["partition_id"]},"',
+                                       f',{c["price"]!r},{c["locality"]!r},', f',{c["preference"]!r},',
+                                       f',{c["estimated_cost"]!r}]')
+            total, wait, balance = c["total"], c["wait"], c["balance"]
+            parts.append(f'{static[0]}{c["status"]}",{floats.get(total) or self._float(total)},'
+                         f'{floats.get(wait) or self._float(wait)}{static[1]}'
+                         f'{floats.get(balance) or self._float(balance)}{static[2]}{c["estimated_wait_s"]}{static[3]}')
+        excluded = ",".join([f'"{code}":{n}' for code, n in explained["excluded"].items()])
+        return (f'["{partition.site.code}","{partition.name}",{_json_number(explained["score"])},'
+                f'{_json_number(explained["estimated_wait_s"])},{_json_number(explained["estimated_cost"])},'
+                f'{explained["skipped_by_kind"]},{{{excluded}}},[{",".join(parts)}]]')
+
+
 def _routing_compact(decision, partition: Partition) -> str:
-    """What the portal needs to say why, as JSON text in the compact form ``expand_routing`` reads: the
-    choice, its score, wait and cost, how many partitions each filter excluded, and the candidates the
-    router scored (up to 4, the choice first) with their score parts. Positions instead of keys: a third
-    of the bytes to write and parse; text built directly (site codes, partition names and refusal codes
-    are slugs, the rest numbers)."""
-    explained = decision.explain(limit=4)
-    excluded = ",".join([f'"{code}":{n}' for code, n in explained["excluded"].items()])
-    candidates = ",".join([
-        f'["{c["site_code"]}",{c["partition_id"]},"{c["status"]}",{_json_number(c["total"])},'
-        f'{_json_number(c["wait"])},{_json_number(c["price"])},{_json_number(c["locality"])},'
-        f'{_json_number(c["balance"])},{_json_number(c["preference"])},{_json_number(c["estimated_wait_s"])},'
-        f'{_json_number(c["estimated_cost"])}]'
-        for c in explained["candidates"]])
-    return (f'["{partition.site.code}","{partition.name}",{_json_number(explained["score"])},'
-            f'{_json_number(explained["estimated_wait_s"])},{_json_number(explained["estimated_cost"])},'
-            f'{explained["skipped_by_kind"]},{{{excluded}}},[{candidates}]]')
+    """One job's routing explanation as compact JSON text (``RoutingWriter``)."""
+    return RoutingWriter().write(decision, partition)
 
 
 def _json_number(value) -> str:
@@ -403,6 +426,7 @@ def _persist(rows, *, project, allocation, actor, batch_id, now, classes) -> lis
         at = now.isoformat()
         head = f"{project.institution_id}\t{project.pk}\t{allocation.pk}\t{_copy_text(label)}\t{batch_id}\t"
         submitted_line = f"\t\t{J.SUBMITTED}\t{_copy_text(submitted)}\t{at}\n"
+        routing = RoutingWriter().write
         routed_causes: dict[int, str] = {}
         by_partition: dict[int, tuple[str, str]] = {}
         events: list[str] = []
@@ -422,7 +446,7 @@ def _persist(rows, *, project, allocation, actor, batch_id, now, classes) -> lis
                     f"{req.memory_mb_per_node}\t{req.gpus_per_node}\t{_copy_text(_json_list(req.accepted_models))}\t"
                     f"{_copy_text(req.accepted_family)}\t{req.walltime_s}\t{_copy_text(req.application)}\t"
                     f"{_copy_text(req.dataset)}\t{_copy_text(_json_list(req.preferred_sites))}{where}"
-                    f"{_copy_text(_routing_compact(decision, partition))}{charge}{hold.pk}\t{req.units}\t0\t{at}\t"
+                    f"{routing(decision, partition)}{charge}{hold.pk}\t{req.units}\t0\t{at}\t"
                     f"{_copy_text(req.command)}\n")
                 events.append(f"{job_id}{submitted_line}{job_id}{routed_causes[partition.pk]}")
                 if len(chunk) == COPY_CHUNK:
@@ -452,6 +476,7 @@ def _job_id_sequence(cursor) -> str:
 
 def _persist_orm(rows, *, project, allocation, label, submitted, batch_id, now, class_id) -> list[int]:
     """SQLite and other databases: bulk inserts."""
+    routing = RoutingWriter().write
     objs = []
     for _index, req, decision, partition, hold in rows:
         code = f"gpu:{partition.family.code}" if partition.family_id else "cpu"
@@ -462,7 +487,7 @@ def _persist_orm(rows, *, project, allocation, label, submitted, batch_id, now, 
             gpus_per_node=req.gpus_per_node, accepted_models=list(req.accepted_models),
             accepted_family=req.accepted_family, walltime_s=req.walltime_s, application=req.application,
             dataset=req.dataset, preferred_sites=list(req.preferred_sites), site_id=partition.site_id,
-            partition_id=partition.pk, routing_data=json.loads(_routing_compact(decision, partition)), attempts=1,
+            partition_id=partition.pk, routing_data=json.loads(routing(decision, partition)), attempts=1,
             site_job_id="", resource_class_id=class_id[code], hold_id=hold.pk, hold_part=req.units, charged=0,
             submitted_at=now, command=req.command))
     Job.objects.bulk_create(objs, batch_size=2000)
@@ -491,10 +516,23 @@ def write_events(events: list[tuple[int, str, str, str, datetime]]) -> None:
     if not events:
         return
     if connection.vendor == "postgresql":
+        # COPY text, formatted here: a batch's events share a few causes and times, each escaped or
+        # formatted once
+        causes: dict[str, str] = {}
+        stamps: dict[datetime, str] = {}
+        lines = []
+        for job_id, from_state, to_state, cause, at in events:
+            text = causes.get(cause)
+            if text is None:
+                text = causes[cause] = _copy_text(cause[:300])
+            stamp = stamps.get(at)
+            if stamp is None:
+                stamp = stamps[at] = at.isoformat()
+            lines.append(f"{job_id}\t{from_state}\t{to_state}\t{text}\t{stamp}\n")
         with connection.cursor() as cursor:
             with cursor.cursor.copy(f"COPY federation_jobevent ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-                for row in events:
-                    copy.write_row(row)
+                for start in range(0, len(lines), COPY_CHUNK):
+                    copy.write("".join(lines[start:start + COPY_CHUNK]))
         return
     JobEvent.objects.bulk_create([JobEvent(job_id=j, from_state=f, to_state=t, cause=c[:300], at=a)
                                   for j, f, t, c, a in events], batch_size=4000)

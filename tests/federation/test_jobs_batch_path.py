@@ -76,13 +76,13 @@ def _explained(decision, partition) -> dict:
 
 def test_a_batch_stores_compact_routing_that_explains_every_job_exactly(world, monkeypatch):
     reference = []
-    compact = jobs._routing_compact
+    write = jobs.RoutingWriter.write
 
-    def spy(decision, partition):
+    def spy(self, decision, partition):
         reference.append(_explained(decision, partition))
-        return compact(decision, partition)
+        return write(self, decision, partition)
 
-    monkeypatch.setattr(jobs, "_routing_compact", spy)
+    monkeypatch.setattr(jobs.RoutingWriter, "write", spy)
     n = 150
     result = jobs.jobs_submit(actor=world["pi"], project=world["project"], requests=_batch(n), now=world["now"],
                               enqueue_dispatch=False)
