@@ -12,15 +12,21 @@ the same number of prebuilt submissions over a bare ``http.client`` keep-alive c
 (``raw_jobs_per_s``; the notes measured ~600/s on an idle machine). Also: ``GET /ping`` latency (median
 of 50) and one ``poll`` (``GET /jobs`` with everything slurmctld still remembers, diffed).
 
-The jobs are tiny and finish within seconds; slurmctld keeps their records for MinJobAge (1 h). The
-machine is shared with other work: its load average is printed with the table.
+Run as root (as ``make bench`` is in this project's CI box), the partition is set DOWN while measuring:
+the jobs only queue, so the figure is submission, not a thousand processes starting on a 2-core box;
+afterwards they are cancelled (``DELETE``, timed: ``cancel_per_s``) and the partition is UP again.
+``--run-jobs`` lets them run instead (tiny ``true`` jobs). slurmctld keeps their records for MinJobAge
+(1 h), which makes later ``GET /jobs`` larger. Do not run it while something else uses that partition.
+The machine is shared with other work: its load average is printed with the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -32,6 +38,7 @@ from federation.slurm import (
     SlurmError,
     SlurmSiteConfig,
     build_script,
+    our_job_id,
 )
 
 
@@ -68,11 +75,37 @@ def _raw_keepalive(url: str, user: str, token: str, partition: str, jobs: int, f
     return jobs / elapsed
 
 
+def _runs(args, adapter, config, url, base, rates, raw_rates, submitted: list[int]) -> None:
+    """The timed runs: the adapter, then the bare baseline, ``args.runs`` times (accepted job ids → submitted)."""
+    for run in range(args.runs):
+        batch = [_Job(base + 2 * run * args.jobs + i, "bench", 1, 1, 100, 0, 60) for i in range(args.jobs)]
+        started = time.perf_counter()
+        acks = adapter.submit_batch(batch)
+        elapsed = time.perf_counter() - started
+        accepted = [int(a.job_id) for a in acks if a.accepted]
+        submitted += accepted
+        rates.append(len(accepted) / elapsed)
+        raw_rates.append(_raw_keepalive(url, config.user, config.tokens().token(), args.partition, args.jobs,
+                                        base + (2 * run + 1) * args.jobs))
+
+
+def _partition_state(partition: str, state: str) -> bool:
+    """Set a Slurm partition UP or DOWN (jobs submitted to a DOWN partition queue and do not start); needs root."""
+    if os.geteuid() != 0 or not shutil.which("scontrol"):
+        return False
+    done = subprocess.run(["scontrol", "update", f"partitionname={partition}", f"state={state}"],
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
 def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="bench slurm_submit")
     parser.add_argument("--jobs", type=int, default=200, help="jobs per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--partition", default="debug", help="Slurm partition")
+    parser.add_argument("--run-jobs", dest="queue_only", action="store_false",
+                        help="let the jobs run (default, as root: the partition is DOWN while measuring, so the "
+                             "jobs only queue, and they are cancelled afterwards)")
     args = parser.parse_args(argv)
     url = os.environ.get("SUANWANG_SLURM_URL", "http://127.0.0.1:6820")
     token_file = os.environ.get("SUANWANG_SLURM_TOKEN_FILE", "/var/lib/slurm-local/ci.jwt")
@@ -97,17 +130,23 @@ def main(argv: list[str]) -> dict:
         return {"jobs_per_s": None, "error": exc.code}
 
     base = int(time.time() * 1000) % 1_000_000_000 * 1000  # fresh job ids per invocation
-    rates, raw_rates, refused = [], [], 0
-    for run in range(args.runs):
-        batch = [_Job(base + 2 * run * args.jobs + i, "bench", 1, 1, 100, 0, 60) for i in range(args.jobs)]
-        started = time.perf_counter()
-        acks = adapter.submit_batch(batch)
-        elapsed = time.perf_counter() - started
-        accepted = sum(1 for a in acks if a.accepted)
-        refused += len(batch) - accepted
-        rates.append(accepted / elapsed)
-        raw_rates.append(_raw_keepalive(url, config.user, config.tokens().token(), args.partition, args.jobs,
-                                        base + (2 * run + 1) * args.jobs))
+    rates, raw_rates, submitted = [], [], []
+    held = _partition_state(args.partition, "DOWN") if args.queue_only else False
+    try:
+        _runs(args, adapter, config, url, base, rates, raw_rates, submitted)
+    finally:
+        cancel_rate = None
+        if held:  # the jobs only queued: cancel them (timed), then let the partition run jobs again
+            started = time.perf_counter()
+            for job_id in submitted:
+                adapter.cancel(job_id)
+            cancel_rate = len(submitted) / max(time.perf_counter() - started, 1e-9)
+            raw_ids = [int(r["job_id"]) for r in client.jobs() or []
+                       if r.get("job_state") == "PENDING" and (our_job_id(r) or 0) >= base]
+            for slurm_id in raw_ids:
+                client.cancel(slurm_id)
+            _partition_state(args.partition, "UP")
+    refused = args.jobs * args.runs - len(submitted)
     poll_ms = in_memory = changes = None
     try:
         started = time.perf_counter()
@@ -123,6 +162,8 @@ def main(argv: list[str]) -> dict:
             ("submit jobs/s (median)", f"{statistics.median(rates):.0f}"),
             ("submit jobs/s (runs)", " ".join(f"{r:.0f}" for r in rates)),
             ("refused", f"{refused}"), ("ping ms (median of 50)", f"{statistics.median(pings):.2f}"),
+            ("jobs only queued (partition DOWN while measuring)", "yes" if held else "no, they ran"),
+            ("cancel jobs/s (DELETE, adapter)", f"{cancel_rate:.0f}" if cancel_rate else "-"),
             ("raw http.client keep-alive jobs/s (median)", f"{statistics.median(raw_rates):.0f}"),
             (f"poll ms (GET /jobs: {in_memory} records, {changes} changes)", f"{poll_ms}"),
             ("load average (1 min)", f"{load:.2f}")]
@@ -132,5 +173,6 @@ def main(argv: list[str]) -> dict:
         print(f"  {key:<{width}}  {value}")
     return {"jobs_per_s": round(statistics.median(rates)), "runs": [round(r) for r in rates], "jobs": args.jobs,
             "raw_jobs_per_s": round(statistics.median(raw_rates)),
+            "queued_only": held, "cancel_per_s": round(cancel_rate) if cancel_rate else None,
             "refused": refused, "ping_ms": round(statistics.median(pings), 2), "poll_ms": poll_ms,
             "jobs_in_slurm": in_memory, "load": round(load, 2)}
