@@ -33,6 +33,7 @@ from allocations.models import (
     LedgerKind,
     ResourceClass,
 )
+from allocations.signals import quota_usage
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.events import publish_balances
 
@@ -105,9 +106,11 @@ def ledger_award(
 
 @transaction.atomic
 def place_hold(
-    *, allocation: Allocation, resource_class: ResourceClass, amount: int, job_ref: str, actor: Actor | None = None
+    *, allocation: Allocation, resource_class: ResourceClass, amount: int, job_ref: str, actor: Actor | None = None,
+    site_ref: int | None = None,
 ) -> Hold:
-    """Reserve ``amount`` smallest units for a job; refused with 409 if the balance is short."""
+    """Reserve ``amount`` smallest units for a job (at the centre ``site_ref``); refused with 409 if the
+    balance is short."""
     actor = actor or system_actor()
     if amount <= 0:
         raise ValidationFailed("A hold must be positive.", code="invalid_amount")
@@ -122,7 +125,10 @@ def place_hold(
             f"Not enough {resource_class.code} left in allocation #{allocation.pk}.", code="insufficient_balance"
         )
     hold = Hold.objects.create(allocation=allocation, resource_class=resource_class, amount=amount,
-                               remaining=amount, job_ref=job_ref)
+                               remaining=amount, job_ref=job_ref, site_ref=site_ref)
+    if site_ref is not None:
+        quota_usage.send(sender=Hold, allocation_id=allocation.pk, resource_class_id=resource_class.pk,
+                         site_ref=site_ref, held=amount, charged=0)
     _entry(allocation, resource_class, LedgerKind.HOLD, amount, actor, hold=hold, job_ref=job_ref)
     _publish_balance(allocation, resource_class, LedgerKind.HOLD)
     return hold
@@ -187,6 +193,9 @@ def settle_parts(*, hold: Hold, uses: list[PartUse], actor: Actor | None = None)
         hold.closed_at = timezone.now()
     hold.save(update_fields=["remaining", "state", "closed_at"])
     LedgerEntry.objects.bulk_create(entries)
+    if hold.site_ref is not None and (released_total or charged_total):
+        quota_usage.send(sender=Hold, allocation_id=hold.allocation_id, resource_class_id=hold.resource_class_id,
+                         site_ref=hold.site_ref, held=-released_total, charged=charged_total)
     _publish_balance(hold.allocation, hold.resource_class, LedgerKind.CHARGE)
     return charges
 

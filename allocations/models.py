@@ -354,6 +354,9 @@ class Hold(models.Model):
     # still held. Single-job holds settle at once.
     remaining = models.BigIntegerField(default=0)
     job_ref = models.CharField(max_length=64)
+    # The federation's centre the hold is for (its id; no foreign key: allocations depends on no other app).
+    # The ledger reports what moves at a centre (``allocations.signals.quota_usage``) for its site quotas.
+    site_ref = models.BigIntegerField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)

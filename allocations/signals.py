@@ -9,3 +9,9 @@ so the shares at the centres are written atomically with the award: a failing br
 from django.dispatch import Signal
 
 allocation_awarded = Signal()
+
+# Sent by the ledger inside its transaction when what an allocation holds or was charged at a centre moves
+# (holds placed with a ``site_ref``, and their settlement): ``allocation_id``, ``resource_class_id``,
+# ``site_ref``, ``held`` and ``charged`` (signed deltas, smallest units). The federation keeps its site
+# quotas' ``held``/``charged`` counters with it, so the router never sums a project's job history.
+quota_usage = Signal()

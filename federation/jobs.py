@@ -307,7 +307,8 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
             try:
                 with transaction.atomic():
                     hold = ledger.place_hold(allocation=allocation, resource_class=classes[code], amount=units,
-                                             job_ref=f"batch:{result.batch_id}:{site_id}:{code}", actor=actor)
+                                             job_ref=f"batch:{result.batch_id}:{site_id}:{code}", actor=actor,
+                                             site_ref=site_id)
             except Conflict as exc:
                 result.refused.extend(Refused(i, exc.code, exc.message) for i in indexes)
                 continue
@@ -723,7 +724,8 @@ def _reroute(lost: list[tuple[Job, str, datetime]], events: list[JobEvent]) -> s
                 try:
                     with transaction.atomic():
                         hold = ledger.place_hold(allocation=allocation, resource_class=classes[code], amount=units,
-                                                 job_ref=f"job:{job.pk}:attempt:{job.attempts + 1}")
+                                                 job_ref=f"job:{job.pk}:attempt:{job.attempts + 1}",
+                                                 site_ref=partition.site_id)
                 except (Conflict, KeyError):
                     hold = None
             if hold is None:

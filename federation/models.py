@@ -208,6 +208,10 @@ class SiteQuota(models.Model):
     amount = models.BigIntegerField()
     # What the broker last proposed to the site (the operator may accept it, lower it or decline it).
     proposed_amount = models.BigIntegerField(default=0)
+    # What the allocation's jobs at the site hold now and were charged (kept by the ledger's quota_usage
+    # signal): the share's use. The router's remaining quota is amount − held − charged.
+    held = models.BigIntegerField(default=0)
+    charged = models.BigIntegerField(default=0)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PROPOSED)
     decided_by = models.CharField(max_length=300, blank=True)
     reason = models.CharField(max_length=500, blank=True)

@@ -24,8 +24,9 @@ Every step writes ``quota`` ledger entries (signed units placed at or taken from
 ``site_code``; zero for an acceptance; the award's balances do not move) and an audit event.
 
 Amounts are smallest units (core-seconds, card-seconds, GB-days), as in the ledger and the
-commitments. A share's *used* part is what the allocation's jobs at that centre hold (live jobs) or
-were charged (finished jobs).
+commitments. A share's *used* part is what the allocation's jobs at that centre hold (live jobs) and
+were charged (finished jobs): its ``held``/``charged`` counters, kept by the ledger's ``quota_usage``
+signal as holds are placed at a centre and settled, so no read ever sums a project's job history.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import transaction
-from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, When
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.actors import Actor, system_actor
@@ -46,7 +46,7 @@ from accounts.models import FederationRoleKind
 from allocations.ledger import record_quota_moves, to_display
 from allocations.models import Allocation, AllocationBalance, AllocationRequest, AllocationState, ResourceClass
 from federation import broker
-from federation.models import TERMINAL_JOB_STATES, CapacityCommitment, Job, Partition, Site, SiteQuota, SiteState
+from federation.models import CapacityCommitment, Partition, Site, SiteQuota, SiteState
 from federation.routing.model import CHINA_UTC_OFFSET_S, PERMILLE, SECONDS_PER_HOUR
 from federation.routing.pricing import utc_hour, utc_hour_multipliers
 from federation.services import can_operate
@@ -58,16 +58,25 @@ LIVE = (Q_.PROPOSED, Q_.ACCEPTED)  # shares the router may use
 
 # --- reads ---------------------------------------------------------------------------------------
 def usage(allocation_ids: Iterable[int], *, finished_only: bool = False) -> dict[tuple[int, int, int], int]:
-    """(allocation, site, class) → units its jobs hold (live jobs) or were charged (finished ones).
-    ``finished_only``: charges of finished jobs only (a centre going offline: its live jobs are
-    re-routed and take their holds with them)."""
-    qs = Job.objects.filter(allocation_id__in=list(allocation_ids), site__isnull=False,
-                            resource_class__isnull=False)
-    if finished_only:
-        qs = qs.filter(state__in=TERMINAL_JOB_STATES)
-    rows = qs.values_list("allocation_id", "site_id", "resource_class_id").annotate(
-        used=Sum(Case(When(state__in=TERMINAL_JOB_STATES, then=F("charged")), default=F("hold_part"))))
-    return {(a, s, c): int(used or 0) for a, s, c, used in rows}
+    """(allocation, site, class) → units its jobs there hold (live jobs) and were charged (finished ones),
+    from the shares' counters. ``finished_only``: the charges only (a centre going offline: its live jobs
+    are re-routed and take their holds with them)."""
+    rows = SiteQuota.objects.filter(allocation_id__in=list(allocation_ids)).values_list(
+        "allocation_id", "site_id", "resource_class_id", "held", "charged")
+    return {(a, s, c): charged + (0 if finished_only else held) for a, s, c, held, charged in rows}
+
+
+def _on_usage(sender, *, allocation_id: int, resource_class_id: int, site_ref: int, held: int, charged: int,
+              **kwargs) -> None:
+    """Receiver of ``allocations.signals.quota_usage``: keep the share's counters (one UPDATE). Use at a
+    centre where the allocation has no share row (none was ever brokered there) gets a withdrawn row of 0."""
+    moved = SiteQuota.objects.filter(allocation_id=allocation_id, site_id=site_ref,
+                                     resource_class_id=resource_class_id).update(
+        held=F("held") + held, charged=F("charged") + charged)
+    if not moved:
+        SiteQuota.objects.create(allocation_id=allocation_id, site_id=site_ref, resource_class_id=resource_class_id,
+                                 amount=0, state=Q_.WITHDRAWN, held=max(0, held), charged=max(0, charged),
+                                 reason="used without a brokered share")
 
 
 def _period_day(allocation: Allocation) -> date:
@@ -462,8 +471,8 @@ def quota_transfer(*, actor: Actor, allocation: Allocation, resource_class: Reso
 def remaining_credits_by_site(allocation: Allocation, partitions: Iterable[Partition], now: datetime,
                               kinds: set[str] | None = None) -> dict[int, int]:
     """The allocation's remaining brokered quota per centre, in the router's unit (credit milli-units at
-    the price in force ``now``). One query: the live shares, each with what the allocation's jobs at
-    that centre hold or were charged in its class.
+    the price in force ``now``). One query: the live shares with their use counters (what the
+    allocation's jobs at that centre hold and were charged, kept by the ledger: no job history is read).
 
     Per (centre, class): ``remaining = share − used`` in unit-seconds, converted at the centre's
     cheapest price for the class × its peak/valley multiplier now — the router prices a job as
@@ -473,15 +482,8 @@ def remaining_credits_by_site(allocation: Allocation, partitions: Iterable[Parti
     whose cores tip it over goes to another centre). ``kinds`` ({"cpu", "gpu"}: the kinds of the jobs
     being routed) leaves out the classes those jobs cannot use.
     """
-    used_there = (Job.objects.filter(allocation_id=OuterRef("allocation_id"), site_id=OuterRef("site_id"),
-                                     resource_class_id=OuterRef("resource_class_id"))
-                  .values("allocation_id")
-                  .annotate(used=Sum(Case(When(state__in=TERMINAL_JOB_STATES, then=F("charged")),
-                                          default=F("hold_part"))))
-                  .values("used"))
-    shares = list(SiteQuota.objects.filter(allocation=allocation, state__in=LIVE, amount__gt=0)
-                  .annotate(used=Coalesce(Subquery(used_there), 0))
-                  .values_list("site_id", "resource_class__code", "amount", "used"))
+    shares = list(SiteQuota.objects.filter(allocation=allocation, state__in=LIVE, amount__gt=0).values_list(
+        "site_id", "resource_class__code", "amount", "held", "charged"))
     quota: dict[int, int] = {}
     if not shares:
         return quota
@@ -497,13 +499,13 @@ def remaining_credits_by_site(allocation: Allocation, partitions: Iterable[Parti
             schedule = tuple((e["start_hour"] % 24, e["end_hour"] % 24, e["multiplier_permille"])
                              for e in p.site.price_schedule)
             multipliers[p.site_id] = utc_hour_multipliers(schedule, CHINA_UTC_OFFSET_S)[hour]
-    for site_id, code, amount, used in shares:
+    for site_id, code, amount, held, charged in shares:
         if kinds is not None and code.split(":", 1)[0] not in kinds:
             continue
         rate = rates.get((site_id, code))
         if rate is None:
             continue  # storage, or a class the centre's partitions do not serve
-        remaining = max(0, amount - used)
+        remaining = max(0, amount - held - charged)
         credits = remaining * rate * multipliers[site_id] // (SECONDS_PER_HOUR * PERMILLE)
         quota[site_id] = quota.get(site_id, 0) + credits
     return quota
@@ -511,8 +513,5 @@ def remaining_credits_by_site(allocation: Allocation, partitions: Iterable[Parti
 
 # --- for portal pages and the API -----------------------------------------------------------------------
 def share_used(quotas: list[SiteQuota]) -> dict[int, int]:
-    """quota pk → units its allocation's jobs hold or were charged at its centre (one query)."""
-    if not quotas:
-        return {}
-    used = usage({q.allocation_id for q in quotas})
-    return {q.pk: min(q.amount, used.get((q.allocation_id, q.site_id, q.resource_class_id), 0)) for q in quotas}
+    """quota pk → units its allocation's jobs hold or were charged at its centre (its counters: no query)."""
+    return {q.pk: q.held + q.charged for q in quotas}

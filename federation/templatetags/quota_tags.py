@@ -15,7 +15,8 @@ register = template.Library()
 def site_quota_panel(context, site):
     request = context["request"]
     actor = portal_actor(request)
-    if not services.can_operate(actor, site):
+    operator = context.get("operator")  # the centre page knows already
+    if not (operator if operator is not None else services.can_operate(actor, site)):
         return {"show": False}
     shares = list(quotas_for(actor).filter(site=site, state="proposed").order_by("created_at", "pk"))
     return {"show": True, "site": site, "rows": share_rows(shares), "form": QuotaResponseForm(),

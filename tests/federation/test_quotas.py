@@ -427,3 +427,62 @@ def test_concurrent_awards_never_broker_more_than_a_centre_committed():
         entries = LedgerEntry.objects.filter(allocation_id=allocation_id, kind="quota")
         assert sum(e.amount for e in entries) == sum(
             SiteQuota.objects.filter(allocation_id=allocation_id).values_list("amount", flat=True))
+
+
+# --- the shares' use counters follow the ledger --------------------------------------------------------
+def assert_counters_match_the_jobs(allocation) -> None:
+    from federation.models import TERMINAL_JOB_STATES
+
+    for share in SiteQuota.objects.filter(allocation=allocation):
+        mine = Job.objects.filter(allocation=allocation, site=share.site, resource_class=share.resource_class)
+        held = sum(j.hold_part for j in mine.exclude(state__in=TERMINAL_JOB_STATES))
+        charged = sum(j.charged for j in mine.filter(state__in=TERMINAL_JOB_STATES))
+        assert (share.held, share.charged) == (held, charged), share.site.code
+
+
+def test_share_counters_follow_holds_charges_cancels_and_reroutes(fed):
+    from accounts.actors import Actor as A
+    from federation import ticker
+    from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
+    from federation.models import Partition
+
+    build_small_federation(fed)
+    allocation = award(fed, {"cpu": 2000, "gpu:v100": 400})
+    pi = A(user=fed.users["pi_a"])
+    now = timezone.now()
+    reset_adapters()
+    adapters = {}
+    for site in Site.objects.all():
+        adapters[site.code] = SimulatedAdapter(site, list(Partition.objects.filter(site=site)), seed=1,
+                                               clock_start=now.timestamp())
+        install_adapter(site.pk, adapters[site.code])
+    try:
+        batch = [jobs.JobRequest(name=f"cpu-{i}", cores_per_node=8, walltime_s=7200,
+                                 preferred_sites=("tianjin",)) for i in range(4)]
+        batch.append(jobs.JobRequest(name="v100", cores_per_node=8, gpus_per_node=1, accepted_family="v100",
+                                     walltime_s=3600))
+        result = jobs.jobs_submit(actor=pi, project=allocation.project, requests=batch, now=now,
+                                  enqueue_dispatch=False)
+        assert result.refused == []
+        assert_counters_match_the_jobs(allocation)
+        jobs.job_cancel(actor=pi, job=Job.objects.get(name="cpu-0"))
+        assert_counters_match_the_jobs(allocation)
+        for site in Site.objects.all():
+            jobs.dispatch_routed(site, now=now)
+        clock = ticker.SimClock(origin=now.timestamp(), scale=1.0)
+        for site in Site.objects.all():
+            jobs.ingest_status(site, adapters[site.code].poll(now.timestamp() + 60), clock=clock)
+        tianjin = Site.objects.get(code="tianjin")
+        services.site_set_state(actor=system_actor(), site=tianjin, state="offline", reason="power cut")
+        adapters["tianjin"].sync_state("offline")
+        for site in Site.objects.all():
+            jobs.ingest_status(site, adapters[site.code].poll(now.timestamp() + 120), clock=clock)
+        assert_counters_match_the_jobs(allocation)
+        for site in Site.objects.all():
+            jobs.dispatch_routed(site, now=now)
+        for site in Site.objects.all():
+            jobs.ingest_status(site, adapters[site.code].poll(now.timestamp() + 4 * 3600), clock=clock)
+        assert Job.objects.filter(state="completed").exists()
+        assert_counters_match_the_jobs(allocation)
+    finally:
+        reset_adapters()

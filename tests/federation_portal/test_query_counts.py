@@ -86,6 +86,7 @@ def test_page_query_counts_are_pinned(world, browser, name, django_assert_max_nu
 
 def test_the_operators_centre_page_is_pinned_too(world, browser, django_assert_max_num_queries):
     client = browser(world.users["operator"])
-    # + the operator's binding, + the live list of the centre's jobs (one query while it fits the page)
-    with django_assert_max_num_queries(PINNED["centres:site_detail"] + 2):
+    # + the operator's binding, + the live list of the centre's jobs (one query while it fits the page),
+    # + the shares proposed to the centre (one query)
+    with django_assert_max_num_queries(PINNED["centres:site_detail"] + 3):
         assert client.get(_url(world, "centres:site_detail")).status_code == 200
