@@ -6,13 +6,17 @@ a single-job submission. Partitions, prices and site states change rarely; free 
 all the time. So:
 
 * the *static* part — the partition rows and their views at full capacity — is loaded once and
-  reused for ``TTL_S`` seconds. It is dropped at once when, in this process, a site, partition,
-  application or accelerator family is saved or deleted, or the applications a partition offers
-  change (Django signals; again after commit, so a reader never keeps rows a rolled-back
-  transaction wrote). Another process's change (an operator drained a site through the other
-  ASGI worker) is seen after at most ``TTL_S``: the router may still pick that site for up to
-  that long, and the site refuses or the job is re-routed, as for any change that races a
-  submission;
+  reused. It is dropped at once when, in this process, a site, partition, application or
+  accelerator family is saved or deleted, or the applications a partition offers change (Django
+  signals; again after commit, so a reader never keeps rows a rolled-back transaction wrote).
+  Another process's changes (an operator drained a site through the other worker): every
+  ``TTL_S`` seconds one small query reads the sites' states and price schedules and reloads
+  everything if they changed, so a site state change is seen within ``TTL_S`` everywhere (the
+  router may pick a site just drained elsewhere for up to that long; the site refuses or the job
+  is re-routed, as for any change that races a submission); partitions and applications, which
+  only ``build_sites`` and the catalogue change, are reloaded every ``FULL_TTL_S`` seconds. (A
+  full load reads ~100 partitions with their thousand application links: tens of milliseconds,
+  far more than a submission's other work, too much to repeat every two seconds per process);
 * the *live* part — this process's adapters' capacity snapshots (simulated centres ticking in
   the embedded server, or in tests) — is read on every call, as ``partition_views()`` does; the
   views are re-made from the static ones only when a figure changed;
@@ -20,8 +24,8 @@ all the time. So:
   a batch's search state), handed on to a new thread when its thread ended (ASGI runs each request
   in a thread of its own), so its per-shape plans stay warm across submissions.
 
-Decisions are those of ``Router(partition_views()[0])``: the same views, at most ``TTL_S`` old
-for the static part (tested). The batch path builds its own snapshot per batch.
+Decisions are those of ``Router(partition_views()[0])`` on the same views (tested): site states
+and prices at most ``TTL_S`` old, partitions at most ``FULL_TTL_S``, capacity current.
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from federation.models import AcceleratorFamily, Application, Partition, Site
 from federation.routing import PartitionView, Router
 
-TTL_S = 2.0
+TTL_S = 2.0  # sites' states and price schedules re-checked (one small query)
+FULL_TTL_S = 60.0  # everything reloaded
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Static:
     generation: int
     loaded_at: float
+    checked_at: float  # when the sites were last found unchanged (the only field that changes)
+    sites: tuple  # (id, state, price schedule) of every site, as loaded
     views: tuple[PartitionView, ...]  # full capacity: what partition_views() gives without adapters
     names: tuple[tuple[int, str], ...]  # (site id, partition name) of each view, to find its live figures
     partitions: dict[int, Partition]
@@ -81,19 +88,30 @@ def _load() -> _Static:
 
     with _lock:
         generation = _generation
+    sites = _site_rows()
     views, partitions = partition_views(with_live_capacity=False)
     names = tuple((v.site_id, partitions[v.partition_id].name) for v in views)
-    static = _Static(generation, _clock(), tuple(views), names, partitions)
+    now = _clock()
+    static = _Static(generation, now, now, sites, tuple(views), names, partitions)
     with _lock:
         if _generation == generation:  # nothing changed while we read
             _static = static
     return static
 
 
+def _site_rows() -> tuple:
+    return tuple(Site.objects.order_by("pk").values_list("pk", "state", "price_schedule"))
+
+
 def _current_static() -> _Static:
     static = _static
-    if static is None or _clock() - static.loaded_at > TTL_S:
-        static = _load()
+    now = _clock()
+    if static is None or now - static.loaded_at > FULL_TTL_S:
+        return _load()
+    if now - static.checked_at > TTL_S:
+        if _site_rows() != static.sites:
+            return _load()
+        static.checked_at = now
     return static
 
 

@@ -73,7 +73,7 @@ def test_a_site_state_change_in_this_process_is_seen_at_once(small):
     assert next(v.site_id for v in after.partitions if v.partition_id == now_chosen) != site_id
 
 
-def test_partition_changes_invalidate_and_other_processes_changes_wait_for_the_ttl(small, clock):
+def test_partition_changes_invalidate_and_other_processes_changes_are_seen_within_the_ttls(small, clock):
     router, _ = routing_cache.current_router()
     partition = Partition.objects.filter(gpus_per_node=0).first()
     partition.max_walltime_s = 60
@@ -82,15 +82,28 @@ def test_partition_changes_invalidate_and_other_processes_changes_wait_for_the_t
     assert after is not router
     assert next(v for v in after.partitions if v.partition_id == partition.pk).max_walltime_s == 60
 
-    # A change without a signal in this process (as if another worker made it): cached until the TTL.
+    # Changes without a signal in this process (as if another worker made them). Partitions: seen after
+    # FULL_TTL_S; sites' states: after TTL_S (one small query per TTL_S finds them).
+    Partition.objects.filter(pk=partition.pk).update(max_walltime_s=120)
+    clock[0] += routing_cache.TTL_S + 1
+    with CaptureQueriesContext(connection) as captured:
+        same, _ = routing_cache.current_router()
+    assert same is after and len(captured) == 1  # the sites were checked, unchanged: nothing reloaded
     Site.objects.all().update(state="draining")
     clock[0] += routing_cache.TTL_S / 2
-    same, _ = routing_cache.current_router()
-    assert same is after
+    assert routing_cache.current_router()[0] is after
     clock[0] += routing_cache.TTL_S
     refreshed, _ = routing_cache.current_router()
     assert {v.site_state for v in refreshed.partitions} == {"draining"}
     assert decisions(refreshed)[0][2] == "no_site_online"
+    assert next(v for v in refreshed.partitions if v.partition_id == partition.pk).max_walltime_s == 120
+
+    Partition.objects.filter(pk=partition.pk).update(max_walltime_s=180)
+    clock[0] += routing_cache.TTL_S + 1
+    assert routing_cache.current_router()[0] is refreshed
+    clock[0] += routing_cache.FULL_TTL_S
+    reloaded, _ = routing_cache.current_router()
+    assert next(v for v in reloaded.partitions if v.partition_id == partition.pk).max_walltime_s == 180
 
 
 def test_live_capacity_is_read_on_every_call(small):
