@@ -168,3 +168,16 @@ def test_stopping_slurmrestd_takes_the_centre_offline_and_reroutes_waiting_jobs(
     assert tick_until(lambda: Site.objects.get(code="local").state == SiteState.ONLINE, timeout=20)
     again = api_submit(world, command="true")
     assert tick_until(lambda: state_of(again) == "completed", timeout=60)
+
+
+def test_a_two_node_job_runs_on_two_fake_nodes(world):
+    nodes = sum(1 for n in slurm_client().nodes() if n.get("state") in ("idle", "mixed", "allocated"))
+    if nodes < 2:
+        pytest.skip("needs SLURM_NODES >= 2 (the default of scripts/local-slurm.sh)")
+    job_id = api_submit(world, nodes=2, gpus_per_node=1, command="srun -l bash -c 'echo $SLURMD_NODENAME'\nsleep 1")
+    assert tick_until(lambda: state_of(job_id) in ("completed", "failed"))
+    job = Job.objects.get(pk=job_id)
+    assert (job.state, job.exit_code) == (JobState.COMPLETED, 0), job.reason
+    assert "running (node[" in job.events.get(to_state="running").cause  # Slurm's node list, e.g. node[1-2]
+    elapsed = int((job.ended_at - job.started_at).total_seconds())
+    assert job.charged == 2 * 1 * elapsed  # two nodes × one card × real seconds
