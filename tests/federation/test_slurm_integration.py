@@ -181,3 +181,16 @@ def test_a_two_node_job_runs_on_two_fake_nodes(world):
     assert "running (node[" in job.events.get(to_state="running").cause  # Slurm's node list, e.g. node[1-2]
     elapsed = int((job.ended_at - job.started_at).total_seconds())
     assert job.charged == 2 * 1 * elapsed  # two nodes × one card × real seconds
+
+
+def test_tokens_minted_from_slurms_key_are_accepted(world):
+    from accounts.actors import system_actor
+    from federation import slurm_services
+
+    key = os.environ.get("SUANWANG_SLURM_JWT_KEY", "/var/spool/slurmctld/jwt_hs256.key")
+    if not os.access(key, os.R_OK):
+        pytest.skip(f"Slurm's JWT key {key} is not readable here (root only)")
+    slurm_services.site_configure_connection(actor=system_actor(), site=world["site"], slurm_token_source="jwt_key",
+                                             slurm_credential_path=key)
+    answer = world["fed"].client("fedadmin").post("/api/v1/sites/local/ping/").json()
+    assert answer["ok"] is True and answer["version"].startswith("22.")
