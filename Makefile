@@ -50,6 +50,12 @@ services:
 stack: install services
 	bash scripts/stack.sh
 
+# A real single-host Slurm with slurmrestd (root; installs Debian's Slurm packages if missing): see README,
+# "Real centres (Slurm)". `make run` does not need it.
+.PHONY: slurm
+slurm:
+	bash scripts/local-slurm.sh start
+
 messages: install
 	$(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=var
 	$(PY) manage.py compilemessages --ignore=.venv
