@@ -128,9 +128,8 @@ def one_run(n_jobs: int, batch: int, seed: int, *, pipelined: bool = True) -> di
     from django.db.models import Count
     from django.utils import timezone
 
-    from federation import jobs
+    from federation import jobs, routing_cache
     from federation.models import Job, JobEvent, Site
-    from federation.routing import Router
 
     pi, project = build_world()
     requests = job_shapes(n_jobs, seed)
@@ -177,8 +176,8 @@ def one_run(n_jobs: int, batch: int, seed: int, *, pipelined: bool = True) -> di
     for offset in range(0, n_jobs, batch):
         chunk = requests[offset: offset + batch]
         t0 = time.perf_counter()
-        views, partitions = jobs.partition_views()  # the live snapshot, as the API does per batch
-        router = Router(views)
+        # the API's snapshot: the static part cached for a few seconds, the centres' live capacity fresh
+        router, partitions = routing_cache.current_router()
         t1 = time.perf_counter()
         result = jobs.jobs_submit(actor=pi, project=project, requests=chunk, now=timezone.now(), router=router,
                                   partitions=partitions, enqueue_dispatch=False)

@@ -298,19 +298,20 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
     result.timings["route"] = routed_at - started
     with transaction.atomic():
         holds: dict[int, Hold] = {}
+        wanted, wanted_groups = [], []
         for (site_id, code), indexes in sorted(groups.items()):
-            units = sum(requests[i].units for i in indexes)
             if code not in classes:
                 result.refused.extend(Refused(i, "insufficient_balance", f"No {code} in the allocation.")
                                       for i in indexes)
                 continue
-            try:
-                with transaction.atomic():
-                    hold = ledger.place_hold(allocation=allocation, resource_class=classes[code], amount=units,
-                                             job_ref=f"batch:{result.batch_id}:{site_id}:{code}", actor=actor,
-                                             site_ref=site_id)
-            except Conflict as exc:
-                result.refused.extend(Refused(i, exc.code, exc.message) for i in indexes)
+            wanted.append(ledger.HoldRequest(classes[code], sum(requests[i].units for i in indexes),
+                                             f"batch:{result.batch_id}:{site_id}:{code}", site_id))
+            wanted_groups.append(indexes)
+        # one hold per centre and class, placed together (a class that runs short: one after the other)
+        placed = ledger.place_holds(allocation=allocation, requests=wanted, actor=actor) if wanted else []
+        for hold, indexes in zip(placed, wanted_groups, strict=True):
+            if isinstance(hold, Conflict):
+                result.refused.extend(Refused(i, hold.code, hold.message) for i in indexes)
                 continue
             for i in indexes:
                 holds[i] = hold

@@ -175,3 +175,27 @@ def test_the_garbage_collector_pause_nests_and_always_ends():
             raise RuntimeError("a failing batch")
         assert not gc.isenabled(), "the outer batch is still running"
     assert gc.isenabled()
+
+
+def test_holds_placed_together_are_exactly_those_placed_one_after_the_other(world):
+    from allocations import ledger
+    from allocations.models import Hold, LedgerEntry, ResourceClass
+    from portal.errors import Conflict
+
+    allocation = world["allocation"]
+    cpu, v100 = ResourceClass.objects.get(code="cpu"), ResourceClass.objects.get(code="gpu:v100")
+    balance = AllocationBalance.objects.get(allocation=allocation, resource_class=cpu)
+    free = balance.awarded - balance.held - balance.charged
+    s1, s2, s3 = (Site.objects.get(code=code).pk for code in ("zhengzhou", "tianjin", "zhengzhou"))
+    wanted = [ledger.HoldRequest(cpu, free // 2, "a", s1), ledger.HoldRequest(v100, 100, "b", s2),
+              ledger.HoldRequest(cpu, free // 2, "c", s3), ledger.HoldRequest(cpu, free // 2, "d", s1)]
+    placed = ledger.place_holds(allocation=allocation, requests=wanted)
+    assert [type(p) for p in placed] == [Hold, Hold, Hold, Conflict]
+    assert placed[3].code == "insufficient_balance"
+    balance.refresh_from_db()
+    assert balance.held == 2 * (free // 2) <= balance.awarded - balance.charged
+    assert [p.site_ref for p in placed[:3]] == [s1, s2, s3]
+    assert set(LedgerEntry.objects.filter(kind="hold").values_list("job_ref", flat=True)) >= {"a", "b", "c"}
+    assert not LedgerEntry.objects.filter(job_ref="d").exists()
+    together = ledger.place_holds(allocation=allocation, requests=[ledger.HoldRequest(v100, 50, "e", s2)])
+    assert isinstance(together[0], Hold) and together[0].remaining == 50
