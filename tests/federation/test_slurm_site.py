@@ -309,3 +309,36 @@ def test_jobs_a_failing_slurm_did_not_take_stay_routed_and_go_later(world, fake)
     tick()
     assert {Job.objects.get(pk=j.pk).state for j in (first, second)} <= {JobState.DISPATCHED, JobState.QUEUED}
     assert len(fake.jobs) == 2  # each submitted once
+
+
+def test_a_federation_admin_adds_a_slurm_centre_in_the_admin_with_a_write_only_token(world, client):
+    from django.contrib.admin.models import LogEntry
+
+    from accounts.models import User
+    from federation.models import default_price_schedule
+
+    admin = User.objects.create_superuser(email="root@example.cn", password="pw-123456789")
+    client.force_login(admin)
+    form = {"code": "hpc2", "name": "HPC 2", "city": "Hefei", "state": "online", "state_reason": "",
+            "exchange_rate": "1", "price_schedule": json.dumps(default_price_schedule()), "adapter": "slurm",
+            "slurm_url": "http://10.0.0.2:6820",
+            "slurm_user": "svc", "slurm_token_source": "token", "new_token": "admin-typed-secret",
+            "slurm_credential_path": "", "slurm_workdir": "/scratch",
+            "partitions-TOTAL_FORMS": "0", "partitions-INITIAL_FORMS": "0", "partitions-MIN_NUM_FORMS": "0",
+            "partitions-MAX_NUM_FORMS": "1000"}
+    missing = client.post("/admin/federation/site/add/", {**form, "new_token": ""})
+    assert missing.status_code == 200 and not Site.objects.filter(code="hpc2").exists()  # a token is required
+    created = client.post("/admin/federation/site/add/", form)
+    assert created.status_code == 302, [(f, e) for f, e in created.context["adminform"].form.errors.items()]
+    site = Site.objects.get(code="hpc2")
+    assert (site.adapter, site.slurm_user, site.slurm_token) == ("slurm", "svc", "admin-typed-secret")
+    change_page = client.get(f"/admin/federation/site/{site.pk}/change/").content.decode()
+    assert "admin-typed-secret" not in change_page
+    kept = client.post(f"/admin/federation/site/{site.pk}/change/", {**form, "new_token": "", "city": "Wuhu"})
+    assert kept.status_code == 302
+    site.refresh_from_db()
+    assert (site.city, site.slurm_token) == ("Wuhu", "admin-typed-secret")  # an empty field keeps the token
+    logged = json.dumps([[a.before, a.after] for a in AuditEvent.objects.all()])
+    logged += json.dumps([e.change_message for e in LogEntry.objects.all()])
+    assert "admin-typed-secret" not in logged
+    assert AuditEvent.objects.filter(action="site.configure_connection", object_id=str(site.pk)).exists()
