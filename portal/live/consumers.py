@@ -18,6 +18,7 @@ import time
 from collections import deque
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -57,10 +58,90 @@ def _dumps(message: dict) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
+class Fanout:
+    """One channel-layer subscription per process (per event loop) shared by every live connection:
+    a delta is received and decoded once per process and handed to each member connection by a
+    plain method call (no per-connection channel-layer queue, decoding or dispatch)."""
+
+    _by_loop: dict[asyncio.AbstractEventLoop, Fanout] = {}
+
+    @classmethod
+    def here(cls) -> Fanout:
+        loop = asyncio.get_running_loop()
+        fanout = cls._by_loop.get(loop)
+        if fanout is None:
+            for old in [lp for lp in cls._by_loop if lp.is_closed()]:
+                del cls._by_loop[old]
+            fanout = cls._by_loop[loop] = cls()
+        return fanout
+
+    def __init__(self):
+        self.members: dict[str, set[LiveConsumer]] = {}
+        self.channel: str | None = None
+        self.task: asyncio.Task | None = None
+        self.lock = asyncio.Lock()
+
+    async def join(self, consumer: LiveConsumer, groups: list[str]) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        async with self.lock:
+            if self.channel is None:
+                self.channel = await layer.new_channel("live-fanout.")
+                self.task = asyncio.create_task(self.run(layer, self.channel))
+            for group in groups:
+                if group not in self.members:
+                    self.members[group] = set()
+                    await layer.group_add(group, self.channel)
+                self.members[group].add(consumer)
+
+    async def leave(self, consumer: LiveConsumer, groups: list[str]) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        async with self.lock:
+            for group in groups:
+                members = self.members.get(group)
+                if members is None:
+                    continue
+                members.discard(consumer)
+                if not members:
+                    del self.members[group]
+                    await layer.group_discard(group, self.channel)
+
+    async def run(self, layer, channel: str) -> None:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken Redis connection: channels-redis reconnects
+                log.exception("live: fan-out receive failed")
+                await asyncio.sleep(0.5)
+                continue
+            if message.get("type") != hub.DELTA_MESSAGE_TYPE:
+                continue
+            for consumer in list(self.members.get(hub.layer_group(message["group"]), ())):
+                try:
+                    consumer.on_delta(message)
+                except Exception:  # one connection's trouble is its own
+                    log.exception("live: delivering to a connection failed")
+
+
 class LiveConsumer(AsyncWebsocketConsumer):
     stream = ""
     params: tuple[str, ...] = ()
     int_params: tuple[str, ...] = ()
+
+    async def dispatch(self, message):
+        """As channels' dispatch, without its per-message ``close_old_connections`` hop to the sync
+        thread: these handlers touch the database only through ``database_sync_to_async``, which
+        does that itself. (That hop, serialised through one thread, cost more than everything else
+        per delta and client.)"""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- connect --------------------------------------------------------------------------------
     async def connect(self):
@@ -73,6 +154,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.job_allocations: set[int] = set()
         self.live = None
+        self.queue_limit = protocol.live_setting("LIVE_QUEUE")
+        self.held: deque[dict] = deque()  # deltas that arrive while connecting, resyncing or filling a gap
+        self.holding = True
+        self.filler: asyncio.Task | None = None
+        self.joined: list[str] = []
         subprotocol = self.scope.get("live_subprotocol")
         if not settings.REDIS_URL:
             hub.attach_consumer_loop(asyncio.get_running_loop())
@@ -88,11 +174,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(refused.close_code)
             return
         await self.accept(subprotocol)
-        self.groups = [hub.layer_group(g) for g in self.live.groups]  # (discarded at disconnect)
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = [hub.layer_group(g) for g in self.live.groups]
+        await Fanout.here().join(self, self.joined)
         if not await self.try_resume(resume):
             await self.send_snapshot(None)
+        self.holding = False
+        self.release_held()
         self.tasks.append(asyncio.create_task(self.write_loop()))
         if self.scope.get("live_token") is not None:
             self.tasks.append(asyncio.create_task(self.reauth_loop()))
@@ -132,6 +219,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.last = dict(seqs)
         self.resync_reason = None
         await self.send(text_data=_dumps(message))
+        self.release_held()
 
     async def try_resume(self, resume: dict[str, int] | None) -> bool:
         groups = self.live.groups
@@ -152,25 +240,52 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 self.deliver(group, seq, tail)
         return True
 
-    # --- deltas from the channel layer ------------------------------------------------------------
-    async def live_delta(self, message):
-        if self.live is None or self.resync_reason is not None:
-            return  # not serving yet, or a snapshot is coming that covers this
+    # --- deltas (from the process's Fanout) --------------------------------------------------------
+    def on_delta(self, message: dict) -> None:
+        if self.live is None or self.closing:
+            return
+        if self.holding or self.resync_reason is not None or self.filler is not None:
+            self.held.append(message)
+            if len(self.held) > self.queue_limit:  # a snapshot or the replay buffer covers the oldest
+                self.held.popleft()
+            return
         group, seq = message["group"], message["seq"]
         last = self.last.get(group)
         if last is None or seq <= last:
             return
-        if seq > last + 1:
-            entries = await hub.store().since(group, last)
-            if entries is None:
-                self.request_snapshot("gap")
-                return
-            for s, tail in entries:
-                if s > self.last[group]:
-                    self.deliver(group, s, tail)
-            if seq <= self.last[group]:
-                return
+        if seq > last + 1:  # deltas of the group are missing here: fetch them from the replay buffer
+            self.held.append(message)
+            self.release_held()
+            return
         self.deliver(group, seq, message["tail"])
+
+    def release_held(self) -> None:
+        if self.held and self.filler is None and not self.holding and self.resync_reason is None:
+            self.filler = asyncio.create_task(self.fill())
+            self.tasks.append(self.filler)
+
+    async def fill(self) -> None:
+        """Deliver held deltas in order, fetching any that never arrived from the replay buffer."""
+        try:
+            while self.held and self.resync_reason is None and not self.closing:
+                message = self.held.popleft()
+                group, seq = message["group"], message["seq"]
+                last = self.last.get(group)
+                if last is None or seq <= last:
+                    continue
+                if seq > last + 1:
+                    entries = await hub.store().since(group, last)
+                    if entries is None:
+                        self.held.clear()
+                        self.request_snapshot("gap")
+                        return
+                    for s, tail in entries:
+                        self.deliver(group, s, tail)
+                self.deliver(group, seq, message["tail"])
+        finally:
+            self.tasks = [t for t in self.tasks if t is not self.filler]
+            self.filler = None
+        self.release_held()
 
     def deliver(self, group: str, seq: int, tail: str) -> None:
         if seq <= self.last.get(group, 0):
@@ -200,7 +315,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     # --- the bounded outgoing queue ---------------------------------------------------------------
     def enqueue(self, text: str, *, control: bool = False) -> None:
-        if not control and len(self.out) >= protocol.live_setting("LIVE_QUEUE"):
+        if not control and len(self.out) >= self.queue_limit:
             self.overflow()
             return
         self.out.append(text)
@@ -285,6 +400,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.closing = True
         for task in self.tasks:
             task.cancel()
+        if self.joined:
+            await Fanout.here().leave(self, self.joined)
+            self.joined = []
 
 
 class JobsConsumer(LiveConsumer):

@@ -1,0 +1,314 @@
+"""Benchmark ``push_latency``: commit of a job state change → receipt by websocket clients, with the
+production shape: channels-redis, 2 uvicorn processes (``--ws websockets-sansio``), 1,000 clients
+spread over both (half on ``/ws/institution/``, half on ``/ws/jobs/?project=``, all authenticated
+with a read token), in 2 client processes. Then a 10,000-job batch flows through: how long until
+every client holds every row, how many deltas that took, and the push latency of state changes
+made while it flows.
+
+    make bench NAME=push_latency
+    python -m bench push_latency --clients 200 --probes 50        # smaller
+
+Needs PostgreSQL and Redis (``make services``): DATABASE_URL (default: a fresh
+``suanwang_push_latency`` database) and REDIS_URL (default redis://127.0.0.1:6379/5).
+Latency = receipt time in the client process − the time the committing process's transaction
+committed (the first on-commit callback), both on this machine's clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/suanwang_push_latency"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
+
+
+# --- client processes (no Django) ------------------------------------------------------------------
+async def _client_main(config: dict) -> dict:
+    import websockets
+
+    probe_seen: dict[int, list[float]] = {}
+    batch: list[list[tuple[float, int]]] = []
+    opened = []
+
+    semaphore = asyncio.Semaphore(50)  # handshakes + snapshots in flight at once
+
+    async def one(url: str):
+        async with semaphore:
+            ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {config['token']}"},
+                                          max_size=None, open_timeout=120, ping_interval=None)
+            first = json.loads(await ws.recv())
+            assert first["type"] == "snapshot", first
+        mine: list[tuple[float, int]] = []
+        batch.append(mine)
+        opened.append(ws)
+        async for raw in ws:
+            now = time.time()
+            if '"probe-' in raw:
+                for event in json.loads(raw)["events"]:
+                    if event["kind"] != "jobs" or "name" not in event["fields"]:
+                        continue
+                    i_id, i_state, i_name = (event["fields"].index(f) for f in ("id", "state", "name"))
+                    for row in event["rows"]:
+                        if row[i_state] == "dispatched" and row[i_name].startswith("probe-"):
+                            probe_seen.setdefault(row[i_id], []).append(now)
+            count = raw.count('"batch-')
+            if count:
+                mine.append((now, count))
+
+    tasks = [asyncio.create_task(one(url)) for url in config["urls"]]
+    while len(opened) < len(config["urls"]):
+        failed = [t for t in tasks if t.done() and t.exception()]
+        if failed:
+            raise failed[0].exception()
+        await asyncio.sleep(0.05)
+    print("READY", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # the driver says stop
+    for ws in opened:
+        await ws.close()
+    for task in tasks:
+        task.cancel()
+    return {"probes": {str(k): v for k, v in probe_seen.items()}, "batch": batch}
+
+
+def client_main(config_json: str) -> None:
+    result = asyncio.run(_client_main(json.loads(config_json)))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- the driver ------------------------------------------------------------------------------------
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _wait_http(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310  (http://127.0.0.1 only)
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"bench: {url} did not come up")
+
+
+def _commit_stamped(fn) -> tuple[float, object]:
+    """Run fn in a transaction; the commit time is taken by the first on-commit callback."""
+    from django.db import transaction
+
+    stamp = []
+    with transaction.atomic():
+        transaction.on_commit(lambda: stamp.append(time.time()))
+        result = fn()
+    return stamp[0], result
+
+
+def main(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser(prog="push_latency")
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--probes", type=int, default=200, help="isolated state changes timed")
+    parser.add_argument("--interval", type=float, default=0.15, help="seconds between probes")
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--ports", default="8110,8111")
+    parser.add_argument("--profile-server", metavar="FILE", help="run the first ASGI process under cProfile")
+    parser.add_argument("--deflate", action="store_true",
+                        help="let uvicorn compress each message per connection (permessage-deflate; off by default)")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
+    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS)
+    from bench import _django
+
+    _django.setup()
+    from django.conf import settings
+    from django.db import connections
+
+    from federation import jobs as job_services
+    from portal.live import hub
+    from tests.factories import make_member, make_token
+
+    if not settings.REDIS_URL or connections["default"].vendor != "postgresql":
+        raise SystemExit("bench push_latency needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)")
+    from bench.dispatch import build_world
+
+    t0 = time.perf_counter()
+    pi, project = build_world()
+    admin = make_member(project.institution, "institution_admin", "admin@bench.edu.cn")
+    _token, raw_token = make_token(project.institution, ["read"], admin, name="push-latency")
+    connections.close_all()
+    print(f"world built in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    ports = [int(p) for p in args.ports.split(",")]
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING", "DB_POOL_MAX": "8",
+           "PYTHONPATH": str(ROOT)}
+    env.pop("SUANWANG_TICK_SITES", None)
+    bin_dir = Path(sys.executable).parent
+    profile = ([sys.executable, "-m", "cProfile", "-o", args.profile_server] if args.profile_server else [])
+    servers = [subprocess.Popen([*(profile if i == 0 else []), str(bin_dir / "uvicorn"), "portal.asgi:application",
+                                 "--host", "127.0.0.1",
+                                 "--port", str(port), "--ws", "websockets-sansio", "--no-access-log",
+                                 "--log-level", "warning", "--ws-per-message-deflate", str(args.deflate).lower(),
+                                 "--timeout-graceful-shutdown", "3"],
+                                cwd=ROOT, env=env)
+               for i, port in enumerate(ports)]
+    clients: list[subprocess.Popen] = []
+    try:
+        deadline = time.monotonic() + 60
+        for port in ports:
+            _wait_http(f"http://127.0.0.1:{port}/healthz", deadline)
+        paths = ["/ws/institution/", f"/ws/jobs/?project={project.pk}"]
+        urls = [f"ws://127.0.0.1:{ports[i % len(ports)]}{paths[(i // len(ports)) % 2]}" for i in range(args.clients)]
+        per_proc = [urls[i::args.client_procs] for i in range(args.client_procs)]
+        t0 = time.perf_counter()
+        for chunk in per_proc:
+            config = json.dumps({"urls": chunk, "token": raw_token})
+            clients.append(subprocess.Popen(
+                [sys.executable, "-c", "import sys; from bench.push_latency import client_main; "
+                                       "client_main(sys.argv[1])", config],
+                cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for proc in clients:
+            line = proc.stdout.readline()
+            if line.strip() != "READY":
+                raise SystemExit(f"bench: a client process failed to connect ({line!r})")
+        connect_s = time.perf_counter() - t0
+        print(f"{args.clients} clients connected over {len(ports)} ASGI processes in {connect_s:.1f} s", flush=True)
+        time.sleep(1.0)
+
+        def submit(prefix: str, n: int):
+            requests = [job_services.JobRequest(name=f"{prefix}-{i}", cores_per_node=1, walltime_s=600)
+                        for i in range(n)]
+            return job_services.jobs_submit(actor=pi, project=project, requests=requests, enqueue_dispatch=False)
+
+        probe_ids = [a.job_id for a in submit("probe", 2 * args.probes).accepted]
+        if len(probe_ids) < 2 * args.probes:
+            raise SystemExit("bench: probe jobs were refused")
+        hub.publisher.wait_idle(10)
+        time.sleep(1.0)
+
+        def move(job_id):
+            from django.utils import timezone
+
+            return job_services.apply_moves([(job_id, "dispatched", "bench probe", timezone.now(), None)])
+
+        commits: dict[int, float] = {}
+        # Phase 1: isolated state changes (one every --interval seconds).
+        for job_id in probe_ids[: args.probes]:
+            commits[job_id], _ = _commit_stamped(lambda j=job_id: move(j))
+            time.sleep(args.interval)
+        hub.publisher.wait_idle(10)
+        time.sleep(1.0)
+
+        # Phase 2: a 10,000-job batch; state changes keep coming while it flows.
+        batch_commit, result = _commit_stamped(lambda: submit("batch", args.batch))
+        accepted = len(result.accepted)
+        under_load: dict[int, float] = {}
+        stop = threading.Event()
+
+        def probes_under_load():
+            for job_id in probe_ids[args.probes:]:
+                if stop.is_set():
+                    break
+                under_load[job_id], _ = _commit_stamped(lambda j=job_id: move(j))
+                time.sleep(args.interval / 3)
+            connections.close_all()
+
+        prober = threading.Thread(target=probes_under_load)
+        prober.start()
+        time.sleep(max(5.0, accepted / 2000))
+        stop.set()
+        prober.join()
+        hub.publisher.wait_idle(30)
+        time.sleep(3.0)
+
+        results = []
+        for proc in clients:
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+        for proc in clients:
+            for line in proc.stdout:
+                if line.startswith("RESULT "):
+                    results.append(json.loads(line[7:]))
+                    break
+            proc.wait(60)
+    finally:
+        for proc in clients + servers:
+            if proc.poll() is None:
+                # SIGINT lets a profiled server write its profile (uvicorn re-raises SIGTERM and dies by it)
+                proc.send_signal(signal.SIGINT if args.profile_server and proc is servers[0] else signal.SIGTERM)
+        for proc in clients + servers:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def latencies(commit_times: dict[int, float]) -> tuple[list[float], int]:
+        values, missing = [], 0
+        for job_id, committed in commit_times.items():
+            got = [t for r in results for t in r["probes"].get(str(job_id), [])]
+            missing += args.clients - len(got)
+            values.extend((t - committed) * 1000 for t in got)
+        return values, missing
+
+    idle, idle_missing = latencies(commits)
+    loaded, loaded_missing = latencies(under_load)
+    done_at, deltas = [], []
+    for r in results:
+        for conn in r["batch"]:
+            total, finished = 0, None
+            for t, count in conn:
+                total += count
+                if total >= accepted and finished is None:
+                    finished = t
+            deltas.append(len(conn))
+            done_at.append(finished)
+    complete = [t for t in done_at if t is not None]
+    batch_s = (max(complete) - batch_commit) if complete else float("nan")
+    figures = {
+        "p50_ms": round(_percentile(idle, 0.5), 1), "p99_ms": round(_percentile(idle, 0.99), 1),
+        "max_ms": round(max(idle), 1) if idle else None,
+        "clients": args.clients, "asgi_processes": len(ports), "probes": len(commits),
+        "receipts": len(idle), "missing_receipts": idle_missing,
+        "batch_jobs": accepted, "batch_clients_complete": len(complete),
+        "batch_first_client_s": round(min(complete) - batch_commit, 2) if complete else None,
+        "batch_all_clients_s": round(batch_s, 2),
+        "batch_rows_per_s": round(accepted * len(complete) / batch_s) if complete else None,
+        "batch_deltas_per_client_median": statistics.median(deltas) if deltas else None,
+        "p50_ms_during_batch": round(_percentile(loaded, 0.5), 1),
+        "p99_ms_during_batch": round(_percentile(loaded, 0.99), 1),
+        "probes_during_batch": len(under_load), "missing_receipts_during_batch": loaded_missing,
+        "connect_s": round(connect_s, 1),
+    }
+    print()
+    print(f"push latency, commit → receipt, {args.clients} websocket clients on {len(ports)} ASGI processes "
+          f"(channels-redis), shared 2-core machine")
+    print(f"{'':34} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'receipts':>9} {'missing':>8}")
+    print(f"{'isolated state changes':34} {figures['p50_ms']:>8} {figures['p99_ms']:>8} {figures['max_ms']:>8} "
+          f"{len(idle):>9} {idle_missing:>8}")
+    print(f"{'state changes during the batch':34} {figures['p50_ms_during_batch']:>8} "
+          f"{figures['p99_ms_during_batch']:>8} {round(max(loaded), 1) if loaded else '-':>8} {len(loaded):>9} "
+          f"{loaded_missing:>8}")
+    print(f"batch of {accepted:,} jobs: first client complete after {figures['batch_first_client_s']} s, all "
+          f"{len(complete)} after {figures['batch_all_clients_s']} s ({figures['batch_rows_per_s']} rows/s "
+          f"delivered), {figures['batch_deltas_per_client_median']} deltas per client (median)")
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps({"bench": "push_latency", **main(sys.argv[1:])}))
