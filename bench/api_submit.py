@@ -19,7 +19,8 @@ The load generator is wrk (``apt-get install wrk``; a Lua script sets the method
 one thread and ``--connections`` keep-alive connections (a closed loop: latency includes queueing for a
 worker; a request over 10 s counts as failed), on the same 2-core machine as the server,
 PostgreSQL and Redis: it takes CPU from them, like every other process on a shared machine. Per run:
-``--warmup`` seconds discarded, then ``--duration`` seconds measured; figures are medians of ``--runs``.
+``--warmup`` seconds discarded, then ``--duration`` seconds measured; the servers run side by side and the
+runs alternate between them; figures are medians of ``--runs``.
 """
 
 from __future__ import annotations
@@ -48,9 +49,14 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 JOB = {"name": "bench", "cores_per_node": 4, "memory_mb_per_node": 8192, "walltime_s": 3600,
        "application": "gromacs"}
 LUA = """wrk.method = "POST"
-wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {token}"
+local bodies = {{{bodies}}}
+local next_body = 0
+function request()
+  next_body = next_body % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[next_body])
+end
 local threads = {{}}
 function setup(thread) table.insert(threads, thread) end
 function init(args) statuses = {{}}; first_error = "" end
@@ -80,23 +86,52 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=15, help="measured seconds per run (15)")
     parser.add_argument("--warmup", type=int, default=3, help="discarded seconds before each measurement (3)")
     parser.add_argument("--runs", type=int, default=3, help="runs per server and endpoint; medians (3)")
-    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument("--port", type=int, default=0, help="first server port, the next for the second "
+                                                           "(default: free ones)")
+    parser.add_argument("--projects", type=int, default=1,
+                        help="projects the requests go to in turn (default 1: one gateway submitting to one "
+                             "project, whose balance row every submission locks)")
     return parser.parse_args(argv)
 
 
 # -- the world ------------------------------------------------------------------------------
 
 
-def build_world() -> tuple[int, str]:
-    """The dispatch benchmark's world (federation, project, budget) and a jobs:submit token."""
+def build_world(n_projects: int = 1) -> tuple[list[int], str]:
+    """The dispatch benchmark's world (federation, project, budget), ``n_projects - 1`` more projects of the
+    same institution with budgets of their own (brokered the same way), and a jobs:submit token."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.actors import system_actor
     from accounts.models import InstitutionRole
+    from allocations import ledger, projects, workflow
+    from allocations.models import ResourceClass
     from bench.dispatch import build_world as dispatch_world
+    from federation import quotas
     from tests.factories import make_member, make_token
 
-    _pi, project = dispatch_world()
+    pi, project = dispatch_world()
+    ids = [project.pk]
+    today = timezone.localdate()
+    for k in range(1, n_projects):
+        extra = projects.project_create(actor=pi, institution_id=project.institution_id, title=f"Bench {k}",
+                                        abstract="A", discipline="physics", start=today,
+                                        end=today + timedelta(days=300))
+        request = workflow.request_create(actor=pi, project=extra, kind="new", tier="explore", title="R",
+                                          justification="J", amounts={"cpu": 1}, start=today,
+                                          end=today + timedelta(days=100))
+        workflow.request_submit(actor=pi, request=request)
+        allocation = extra.allocations.get()
+        for rc in ResourceClass.objects.all():
+            ledger.adjust(actor=system_actor(), allocation=allocation, resource_class=rc, amount=10**13,
+                          memo="benchmark budget")
+        quotas.broker_allocation(actor=system_actor(), allocation=allocation, reason="benchmark budget")
+        ids.append(extra.pk)
     admin = make_member(project.institution, InstitutionRole.INSTITUTION_ADMIN, "admin@bench.edu.cn")
     _, secret = make_token(project.institution, ["jobs:submit", "read"], admin, name="api-submit-bench")
-    return project.pk, secret
+    return ids, secret
 
 
 def flush_redis(url: str) -> None:
@@ -196,12 +231,35 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
     }
 
 
-def measure(url: str, script: Path, args: argparse.Namespace) -> list[dict]:
-    runs = []
-    for _ in range(args.runs):
-        wrk(url, script, args.warmup, args.connections)
-        runs.append(wrk(url, script, args.duration, args.connections))
-    return runs
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants (Linux /proc)."""
+    parents, cpu = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(cpu.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, script: Path, args: argparse.Namespace, server: subprocess.Popen) -> dict:
+    """One run: warm-up, then measurement, with the server's own CPU time per answered request, a figure
+    the other load on a shared machine moves much less than the rate (PostgreSQL's and Redis's CPU are
+    not in it)."""
+    wrk(url, script, args.warmup, args.connections)
+    before = tree_cpu_s(server.pid)
+    run = wrk(url, script, args.duration, args.connections)
+    run["server_cpu_ms"] = (tree_cpu_s(server.pid) - before) * 1000 / max(1, run["requests"])
+    return run
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -227,7 +285,7 @@ def main(argv: list[str]) -> dict:
     if vendor != "postgresql":
         raise SystemExit("bench: api_submit needs PostgreSQL (DATABASE_URL)")
     flush_redis(redis_url)
-    project_id, token = build_world()
+    project_ids, token = build_world(args.projects)
     from django.db import connections
 
     from federation.models import Job
@@ -237,36 +295,44 @@ def main(argv: list[str]) -> dict:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "DEBUG": "0", "LOG_LEVEL": "WARNING",
            "PYTHONPATH": str(ROOT)}
     env.pop("SECRET_KEY", None)  # a set SECRET_KEY turns on the HTTPS redirect: the bench speaks plain HTTP
-    body = json.dumps({"project": project_id, **JOB})
-    results: dict[str, dict[str, list[dict]]] = {}
+    bodies = ", ".join(f"[[{json.dumps({'project': pid, **JOB})}]]" for pid in project_ids)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(LUA.format(body=body, token=token))
-        for kind in servers:
-            port = args.port or free_port()
-            log = Path(tmp) / f"{kind}.log"
-            server = start_server(kind, args, port, env, token, log)
-            try:
-                results[kind] = {
-                    "submit": measure(f"http://127.0.0.1:{port}/api/v1/jobs/", script, args),
-                    "bare": measure(f"http://127.0.0.1:{port}/api/v1/ping/", script, args),
-                }
-            finally:
+        script.write_text(LUA.format(bodies=bodies, token=token))
+        # Both servers run side by side and the runs alternate between them, so that the other load on a
+        # shared machine falls on both alike (an idle server costs nothing).
+        running: dict[str, tuple[subprocess.Popen, int, Path]] = {}
+        try:
+            for n, kind in enumerate(servers):
+                port = args.port + n if args.port else free_port()
+                log = Path(tmp) / f"{kind}.log"
+                running[kind] = (start_server(kind, args, port, env, token, log), port, log)
+            results = {kind: {"submit": [], "bare": []} for kind in servers}
+            for _ in range(args.runs):
+                for kind, (server, port, _log) in running.items():
+                    for endpoint, path in (("submit", "jobs/"), ("bare", "ping/")):
+                        results[kind][endpoint].append(
+                            measure(f"http://127.0.0.1:{port}/api/v1/{path}", script, args, server))
+        finally:
+            for server, _port, _log in running.values():
                 stop_server(server)
+        for kind, (_server, _port, log) in running.items():
             errors = [line for line in log.read_text().splitlines() if "Traceback" in line or "ERROR" in line]
             if errors:
                 print(f"{kind} server log ({len(errors)} error lines):\n" + log.read_text()[-3000:])
     created = Job.objects.count() - jobs_before
     flush_redis(redis_url)
 
-    print(f"{'server':<42} {'endpoint':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'runs (req/s)':<24}")
+    print(f"{'server':<42} {'endpoint':<14} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} "
+          f"{'runs (req/s)':<20}")
     print("-" * 112)
     for kind in servers:
         for endpoint, label in (("submit", "POST /jobs/"), ("bare", "POST /ping/")):
             runs = results[kind][endpoint]
             per_run = ", ".join(f"{r['req_per_s']:.0f}" for r in runs)
-            print(f"{server_config(kind, args):<42} {label:<18} {median(runs, 'req_per_s'):>8} "
-                  f"{median(runs, 'p50_ms'):>8} {median(runs, 'p99_ms'):>8} {per_run:<24}")
+            print(f"{server_config(kind, args):<42} {label:<14} {median(runs, 'req_per_s'):>7} "
+                  f"{median(runs, 'p50_ms'):>7} {median(runs, 'p99_ms'):>7} {median(runs, 'server_cpu_ms'):>10} "
+                  f"{per_run:<20}")
     failures = sum(r["non_2xx"] + r["socket_errors"] for k in results.values() for e in k.values() for r in e)
     statuses: dict[str, int] = {}
     for kind, endpoints in results.items():
@@ -277,7 +343,8 @@ def main(argv: list[str]) -> dict:
                 if r["first_error"]:
                     print(f"{kind} {endpoint}: first error answer: {r['first_error']}")
     submitted = sum(r["requests"] for k in results.values() for r in k["submit"])
-    print(f"{args.connections} connections (wrk, 1 thread), {args.warmup} s warm-up + {args.duration} s per run, "
+    print(f"{args.projects} project(s), {args.connections} connections (wrk, 1 thread), {args.warmup} s warm-up + "
+          f"{args.duration} s per run, "
           f"medians of {args.runs}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine)")
     print(f"jobs created: {created} (requests answered in the measured windows: {submitted}); "
           f"non-2xx or socket errors: {failures}; answers: {statuses}")
@@ -290,15 +357,20 @@ def main(argv: list[str]) -> dict:
                        p99_ms=median(results["asgi"]["submit"], "p99_ms"),
                        bare_req_per_s=median(results["asgi"]["bare"], "req_per_s"),
                        bare_p99_ms=median(results["asgi"]["bare"], "p99_ms"),
+                       server_cpu_ms_per_req=median(results["asgi"]["submit"], "server_cpu_ms"),
+                       bare_server_cpu_ms_per_req=median(results["asgi"]["bare"], "server_cpu_ms"),
                        asgi_server=server_config("asgi", args))
     if "wsgi" in results:
         figures.update(wsgi_req_per_s=median(results["wsgi"]["submit"], "req_per_s"),
                        wsgi_p99_ms=median(results["wsgi"]["submit"], "p99_ms"),
                        wsgi_bare_req_per_s=median(results["wsgi"]["bare"], "req_per_s"),
+                       wsgi_server_cpu_ms_per_req=median(results["wsgi"]["submit"], "server_cpu_ms"),
+                       wsgi_bare_server_cpu_ms_per_req=median(results["wsgi"]["bare"], "server_cpu_ms"),
                        wsgi_server=server_config("wsgi", args))
     if len(results) == 2:
         figures["faster"] = "asgi" if figures["req_per_s"] >= figures["wsgi_req_per_s"] else "wsgi"
-    figures.update(workers=args.workers, connections=args.connections, duration_s=args.duration, runs=args.runs,
+    figures.update(workers=args.workers, projects=args.projects, connections=args.connections,
+                   duration_s=args.duration, runs=args.runs,
                    req_per_s_runs={k: [r["req_per_s"] for r in v["submit"]] for k, v in results.items()},
                    load_average=round(os.getloadavg()[0], 2))
     return figures

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The production stack on one machine: PostgreSQL + Redis, a Celery worker and beat, and two
-# ASGI server processes. Ctrl-C stops everything this script started.
+# The production stack on one machine: PostgreSQL + Redis, a Celery worker and beat, two ASGI server
+# processes (portal, websockets) and two WSGI ones (the REST API on API_PORT, default PORT + 1).
+# Ctrl-C stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 WEB_WORKERS="${WEB_WORKERS:-2}"
+API_PORT="${API_PORT:-$((PORT + 1))}"
+API_WORKERS="${API_WORKERS:-$WEB_WORKERS}"
+API_THREADS="${API_THREADS:-4}"
 VENV=.venv
 
 db_name="${DATABASE_URL##*/}"
@@ -38,8 +42,14 @@ $VENV/bin/celery -A portal beat -l info --schedule var/celerybeat-schedule & pid
 $VENV/bin/python manage.py run_sites & pids+=($!)
 $VENV/bin/uvicorn portal.asgi:application --host "$HOST" --port "$PORT" --workers "$WEB_WORKERS" \
   --ws websockets-sansio --no-access-log & pids+=($!)
+# The REST API for institutions' systems under a WSGI server, which measures faster for it than the ASGI
+# one (bench/api_submit.py: less server CPU per request; see README). The portal, its websockets and the
+# browser's own /api calls stay on uvicorn above.
+$VENV/bin/gunicorn portal.wsgi:application --bind "$HOST:$API_PORT" --workers "$API_WORKERS" \
+  --worker-class gthread --threads "$API_THREADS" --log-level warning & pids+=($!)
 
 echo
 echo "  Suanwang production stack: http://$HOST:$PORT/  (PostgreSQL $db_name, Redis, $WEB_WORKERS ASGI workers, simulated centres in run_sites)"
+echo "  REST API for institutions' systems: http://$HOST:$API_PORT/api/v1/  ($API_WORKERS gunicorn workers x $API_THREADS threads)"
 echo
 wait -n
