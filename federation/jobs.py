@@ -489,7 +489,7 @@ def _persist_orm(rows, *, project, allocation, label, submitted, batch_id, now, 
             gpus_per_node=req.gpus_per_node, accepted_models=list(req.accepted_models),
             accepted_family=req.accepted_family, walltime_s=req.walltime_s, application=req.application,
             dataset=req.dataset, preferred_sites=list(req.preferred_sites), site_id=partition.site_id,
-            partition_id=partition.pk, routing_data=json.loads(routing(decision, partition)), attempts=1,
+            partition_id=partition.pk, routing_data=routing(decision, partition), attempts=1,
             site_job_id="", resource_class_id=class_id[code], hold_id=hold.pk, hold_part=req.units, charged=0,
             submitted_at=now, command=req.command))
     Job.objects.bulk_create(objs, batch_size=2000)
@@ -742,7 +742,7 @@ def _reroute(lost: list[tuple[Job, str, datetime]], events: list[JobEvent]) -> s
             job.attempts += 1
             job.hold, job.hold_part, job.resource_class = hold, units, classes[code]
             job.started_at = None
-            job.routing_data = json.loads(_routing_compact(decision, partition))
+            job.routing_data = _routing_compact(decision, partition)
     new_sites = sorted({job.site_id for job, _c, _a in lost if job.state == J.ROUTED})
     if new_sites:
         transaction.on_commit(lambda: _enqueue_dispatch(new_sites))
