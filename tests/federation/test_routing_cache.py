@@ -157,11 +157,11 @@ def test_live_threads_have_their_own_router_and_an_ended_threads_router_is_hande
 SINGLE_SUBMIT_MAX_QUERIES = 25
 
 
-def test_single_api_submit_pins_its_query_count_and_reads_no_partitions_when_warm(fed,
+def test_single_api_submit_pins_its_query_count_and_reads_no_partitions_when_warm(fed, clock,
                                                                                 django_assert_max_num_queries):
     from tests.factories import make_token
 
-    world = build_allocation_world(fed)  # also submits one job: the snapshot is warm
+    world = build_allocation_world(fed)  # also submits one job: the snapshot is warm (the clock stands still)
     _, secret = make_token(world.a, ["jobs:submit", "read"], world.users["admin_a"], name="gateway")
     client = client_for(token=secret)
     body = {"project": world.objects["project"], "name": "md", "cores_per_node": 4, "memory_mb_per_node": 8192,
