@@ -253,7 +253,7 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
     allocation = active_allocation(project, now.date())
     classes = {rc.code: rc for rc in ResourceClass.objects.filter(active=True)}
     if router is None or partitions is None:
-        router, partitions = routing_cache.current_router()  # cached snapshot (sites re-checked every 2 s), live capacity
+        router, partitions = routing_cache.current_router()  # cached; sites re-checked every 2 s
     quota = _quota_by_site(allocation, partitions.values(), now,
                            {"gpu" if r.gpus_per_node else "cpu" for r in requests})
     funded = _funded_card_models(allocation, partitions)
