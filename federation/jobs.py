@@ -352,6 +352,7 @@ class RoutingWriter:
     def __init__(self):
         self._candidates: dict[tuple, tuple[str, str, str, str]] = {}
         self._floats: dict[float, str] = {}
+        self._choices: dict[int, str] = {}
 
     def _float(self, value: float) -> str:
         text = self._floats[value] = repr(value)
@@ -372,10 +373,16 @@ class RoutingWriter:
             parts.append(f'{static[0]}{c["status"]}",{floats.get(total) or self._float(total)},'
                          f'{floats.get(wait) or self._float(wait)}{static[1]}'
                          f'{floats.get(balance) or self._float(balance)}{static[2]}{c["estimated_wait_s"]}{static[3]}')
-        excluded = ",".join([f'"{code}":{n}' for code, n in explained["excluded"].items()])
-        return (f'["{partition.site.code}","{partition.name}",{_json_number(explained["score"])},'
-                f'{_json_number(explained["estimated_wait_s"])},{_json_number(explained["estimated_cost"])},'
-                f'{explained["skipped_by_kind"]},{{{excluded}}},[{",".join(parts)}]]')
+        excluded = explained["excluded"]
+        excluded = ",".join([f'"{code}":{n}' for code, n in excluded.items()]) if excluded else ""
+        choice = self._choices.get(partition.pk)
+        if choice is None:
+            choice = self._choices[partition.pk] = f'["{partition.site.code}","{partition.name}",'
+        score = explained["score"]
+        score = "null" if score is None else floats.get(score) or self._float(score)
+        return (f'{choice}{score},{_json_number(explained["estimated_wait_s"])},'
+                f'{_json_number(explained["estimated_cost"])},{explained["skipped_by_kind"]},{{{excluded}}},'
+                f'[{",".join(parts)}]]')
 
 
 def _routing_compact(decision, partition: Partition) -> str:
@@ -427,10 +434,12 @@ def _persist(rows, *, project, allocation, actor, batch_id, now, classes) -> lis
         # Python builds the next); what is the same for every job of the batch is formatted once.
         at = now.isoformat()
         head = f"{project.institution_id}\t{project.pk}\t{allocation.pk}\t{_copy_text(label)}\t{batch_id}\t"
+        state = f"\t{J.ROUTED.value}\t\t"  # state, and an empty reason
         submitted_line = f"\t\t{J.SUBMITTED}\t{_copy_text(submitted)}\t{at}\n"
         routing = RoutingWriter().write
         routed_causes: dict[int, str] = {}
         by_partition: dict[int, tuple[str, str]] = {}
+        by_shape: dict[tuple, str] = {}  # the requirement columns of the jobs of one shape
         events: list[str] = []
         chunk: list[str] = []
         with cursor.cursor.copy(f"COPY federation_job ({', '.join(JOB_COLUMNS)}) FROM STDIN") as copy:
@@ -443,13 +452,21 @@ def _persist(rows, *, project, allocation, actor, batch_id, now, classes) -> lis
                     cause = f"routed to {partition.site.code}/{partition.name}"[:300]
                     routed_causes[partition.pk] = f"\t{J.SUBMITTED}\t{J.ROUTED}\t{_copy_text(cause)}\t{at}\n"
                 where, charge = known
+                shape = (req.nodes, req.cores_per_node, req.memory_mb_per_node, req.gpus_per_node,
+                         req.accepted_models, req.accepted_family, req.walltime_s, req.application, req.dataset,
+                         req.preferred_sites)
+                needs = by_shape.get(shape)
+                if needs is None:
+                    needs = by_shape[shape] = (
+                        f"{req.nodes}\t{req.cores_per_node}\t{req.memory_mb_per_node}\t{req.gpus_per_node}\t"
+                        f"{_copy_text(_json_list(req.accepted_models))}\t{_copy_text(req.accepted_family)}\t"
+                        f"{req.walltime_s}\t{_copy_text(req.application)}\t{_copy_text(req.dataset)}\t"
+                        f"{_copy_text(_json_list(req.preferred_sites))}")
+                command = req.command
                 chunk.append(
-                    f"{job_id}\t{head}{_copy_text(req.name[:200])}\t{J.ROUTED}\t\t{req.nodes}\t{req.cores_per_node}\t"
-                    f"{req.memory_mb_per_node}\t{req.gpus_per_node}\t{_copy_text(_json_list(req.accepted_models))}\t"
-                    f"{_copy_text(req.accepted_family)}\t{req.walltime_s}\t{_copy_text(req.application)}\t"
-                    f"{_copy_text(req.dataset)}\t{_copy_text(_json_list(req.preferred_sites))}{where}"
+                    f"{job_id}\t{head}{_copy_text(req.name[:200])}{state}{needs}{where}"
                     f"{routing(decision, partition)}{charge}{hold.pk}\t{req.units}\t0\t{at}\t"
-                    f"{_copy_text(req.command)}\n")
+                    f"{_copy_text(command) if command else ''}\n")
                 events.append(f"{job_id}{submitted_line}{job_id}{routed_causes[partition.pk]}")
                 if len(chunk) == COPY_CHUNK:
                     copy.write("".join(chunk))
