@@ -75,6 +75,11 @@ async def _client_main(config: dict) -> dict:
         await asyncio.sleep(0.05)
     print("READY", flush=True)
     loop = asyncio.get_running_loop()
+    expected = int(await loop.run_in_executor(None, sys.stdin.readline))  # the batch's size
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and any(sum(c for _t, c in mine) < expected for mine in batch):
+        await asyncio.sleep(0.1)
+    print("BATCHDONE", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)  # the driver says stop
     for ws in opened:
         await ws.close()
@@ -123,8 +128,8 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="push_latency")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--client-procs", type=int, default=2)
-    parser.add_argument("--probes", type=int, default=200, help="isolated state changes timed")
-    parser.add_argument("--interval", type=float, default=0.15, help="seconds between probes")
+    parser.add_argument("--probes", type=int, default=100, help="isolated state changes timed")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between probes")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--ports", default="8110,8111")
     parser.add_argument("--profile-server", metavar="FILE", help="run the first ASGI process under cProfile")
@@ -231,11 +236,17 @@ def main(argv: list[str]) -> dict:
 
         prober = threading.Thread(target=probes_under_load)
         prober.start()
-        time.sleep(max(5.0, accepted / 2000))
+        for proc in clients:
+            proc.stdin.write(f"{accepted}\n")
+            proc.stdin.flush()
+        for proc in clients:  # every connection holds every row of the batch (or 3 minutes passed)
+            line = proc.stdout.readline()
+            if line.strip() != "BATCHDONE":
+                raise SystemExit(f"bench: a client process failed ({line!r})")
         stop.set()
         prober.join()
         hub.publisher.wait_idle(30)
-        time.sleep(3.0)
+        time.sleep(2.0)
 
         results = []
         for proc in clients:
