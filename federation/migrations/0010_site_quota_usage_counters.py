@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('allocations', '0006_hold_site_ref'),
-        ('federation', '0009_drop_routing_shapes_compact_routing'),
+        ('federation', '0008_job_routing_data_column'),
     ]
 
     operations = [
