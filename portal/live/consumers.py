@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from portal.live import hub, protocol
@@ -58,6 +59,15 @@ def _dumps(message: dict) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
+def _unwrapped_send(send):
+    """The ASGI server's own send under channels' session middleware. That wrapper inspects the
+    (lazy) session on every outgoing message in case it must save it or set a cookie; a websocket
+    text frame does neither, so deltas skip it (hundreds of connections × every delta)."""
+    while isinstance(getattr(send, "__self__", None), InstanceSessionWrapper):
+        send = send.__self__.real_send
+    return send
+
+
 class Fanout:
     """One channel-layer subscription per process (per event loop) shared by every live connection:
     a delta is received and decoded once per process and handed to each member connection by a
@@ -80,6 +90,23 @@ class Fanout:
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
         self.lock = asyncio.Lock()
+        self.rechecks: dict[tuple[str, str | None], tuple[float, asyncio.Future]] = {}
+
+    async def recheck(self, raw_token: str, ip: str | None) -> Refused | None:
+        """Re-check a connected token, shared by the process's connections on that token (an
+        institution system may hold hundreds): one query per token and half ``LIVE_REAUTH_S``
+        instead of a burst of one per connection, whose thread-pool round trips delay deltas."""
+        now = time.monotonic()
+        reuse_s = protocol.live_setting("LIVE_REAUTH_S") / 2
+        key = (raw_token, ip)
+        found = self.rechecks.get(key)
+        if found is not None and (not found[1].done() or now - found[0] < reuse_s):
+            return await asyncio.shield(found[1])
+        for stale in [k for k, (at, fut) in self.rechecks.items() if fut.done() and now - at >= reuse_s]:
+            del self.rechecks[stale]
+        future = asyncio.ensure_future(database_sync_to_async(recheck_token)(raw_token, ip))
+        self.rechecks[key] = (now, future)
+        return await asyncio.shield(future)
 
     async def join(self, consumer: LiveConsumer, groups: list[str]) -> None:
         from channels.layers import get_channel_layer
@@ -121,6 +148,7 @@ class Fanout:
                 continue
             if message.get("type") != hub.DELTA_MESSAGE_TYPE:
                 continue
+            message["texts"] = {}  # stream → the delta's text, built once here for every member
             for consumer in list(self.members.get(hub.layer_group(message["group"]), ())):
                 try:
                     consumer.on_delta(message)
@@ -159,6 +187,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.holding = True
         self.filler: asyncio.Task | None = None
         self.joined: list[str] = []
+        self.raw_send = _unwrapped_send(self.base_send)
         subprotocol = self.scope.get("live_subprotocol")
         if not settings.REDIS_URL:
             hub.attach_consumer_loop(asyncio.get_running_loop())
@@ -257,7 +286,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self.held.append(message)
             self.release_held()
             return
-        self.deliver(group, seq, message["tail"])
+        self.deliver(group, seq, message["tail"], message.get("texts"))
 
     def release_held(self) -> None:
         if self.held and self.filler is None and not self.holding and self.resync_reason is None:
@@ -281,13 +310,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
                         return
                     for s, tail in entries:
                         self.deliver(group, s, tail)
-                self.deliver(group, seq, message["tail"])
+                self.deliver(group, seq, message["tail"], message.get("texts"))
         finally:
             self.tasks = [t for t in self.tasks if t is not self.filler]
             self.filler = None
         self.release_held()
 
-    def deliver(self, group: str, seq: int, tail: str) -> None:
+    def deliver(self, group: str, seq: int, tail: str, texts: dict[str, str] | None = None) -> None:
+        """Queue delta ``seq`` of ``group``; ``texts`` (from the Fanout) shares the built text between
+        the process's connections of one stream, so a delta costs one string per stream, not one per
+        connection."""
         if seq <= self.last.get(group, 0):
             return
         self.last[group] = seq
@@ -295,7 +327,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
             tail = self.only_this_job(group, seq, tail)
             if tail is None:
                 return
-        self.enqueue(hub.delta_text(self.stream, tail))
+            self.enqueue(hub.delta_text(self.stream, tail))
+            return
+        if texts is None:
+            self.enqueue(hub.delta_text(self.stream, tail))
+            return
+        text = texts.get(self.stream)
+        if text is None:
+            text = texts[self.stream] = hub.delta_text(self.stream, tail)
+        self.enqueue(text)
 
     def only_this_job(self, group: str, seq: int, tail: str) -> str | None:
         events = json.loads("{" + tail)["events"]
@@ -349,7 +389,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                         await self.send_snapshot(self.resync_reason)
                     if not self.out:
                         break
-                    await self.send(text_data=self.out.popleft())
+                    await self.raw_send({"type": "websocket.send", "text": self.out.popleft()})
         except asyncio.CancelledError:
             raise
         except Exception:  # the client went away mid-send; disconnect cleans up
@@ -366,7 +406,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client") or (None, None)
         while True:
             await asyncio.sleep(protocol.live_setting("LIVE_REAUTH_S"))
-            refused = await database_sync_to_async(recheck_token)(self.scope["live_token"], client[0])
+            refused = await Fanout.here().recheck(self.scope["live_token"], client[0])
             if refused is not None:
                 await self.refuse(refused)
                 return

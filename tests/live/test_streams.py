@@ -346,12 +346,16 @@ def test_a_slow_client_gets_a_fresh_snapshot_and_does_not_hold_up_others(world, 
     gate = asyncio.Event()
 
     class StalledSocket(JobsConsumer):
-        """A client that stops reading: its sends block until the gate opens."""
+        """A client that stops reading: the server's sends of deltas block until the gate opens (as
+        uvicorn's send waits while the transport's write buffer is full)."""
 
-        async def send(self, text_data=None, bytes_data=None, close=False):
-            if text_data and '"type":"delta"' in text_data:
-                await gate.wait()
-            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        async def __call__(self, scope, receive, send):
+            async def stalled_send(message):
+                if message["type"] == "websocket.send" and '"type":"delta"' in (message.get("text") or ""):
+                    await gate.wait()
+                await send(message)
+
+            return await super().__call__(scope, receive, stalled_send)
 
     from channels.auth import AuthMiddlewareStack
 
