@@ -37,7 +37,7 @@ class SiteAdminForm(forms.ModelForm):
     class Meta:
         model = Site
         formfield_callback = _formfield
-        fields = ["code", "name", "city", "state", "state_reason", "exchange_rate", "price_schedule", "adapter",
+        fields = ["code", "name", "city", "exchange_rate", "price_schedule", "adapter",
                   "slurm_url", "slurm_user", "slurm_token_source", "slurm_credential_path", "slurm_workdir"]
 
     def clean(self):
@@ -64,7 +64,9 @@ class SiteAdmin(admin.ModelAdmin):
     list_filter = ["state", "adapter"]
     search_fields = ["code", "name", "city"]
     inlines = [PartitionInline]
-    readonly_fields = ["heartbeat_at", "created_at", "token_stored"]
+    # A centre's state changes only through the operators' actions (site_set_state: re-routing, quota
+    # rebalance, live update, audit), never by editing the row here.
+    readonly_fields = ["state", "state_reason", "heartbeat_at", "created_at", "token_stored"]
     fieldsets = [
         (None, {"fields": ["code", "name", "city", "state", "state_reason", "exchange_rate", "price_schedule",
                            "heartbeat_at", "created_at"]}),
@@ -77,15 +79,22 @@ class SiteAdmin(admin.ModelAdmin):
         return bool(obj and obj.slurm_token)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        token = form.cleaned_data.get("new_token")
-        if token:
-            from federation.slurm_services import site_configure_connection
+        """The connection goes through its service (validated, audited, token redacted); the rest is the row."""
+        from federation.slurm_services import CONNECTION_FIELDS, site_configure_connection
 
-            try:
-                site_configure_connection(actor=Actor(user=request.user), site=obj, token=token)
-            except ApplicationError as exc:
-                messages.error(request, exc.message)
+        wanted = {f: form.cleaned_data.get(f) for f in CONNECTION_FIELDS}
+        if change:
+            stored = Site.objects.filter(pk=obj.pk).values(*CONNECTION_FIELDS).get()
+        else:
+            stored = {f: Site._meta.get_field(f).get_default() for f in CONNECTION_FIELDS}
+        for field, value in stored.items():
+            setattr(obj, field, value)
+        super().save_model(request, obj, form, change)
+        try:
+            site_configure_connection(actor=Actor(user=request.user), site=obj,
+                                      token=form.cleaned_data.get("new_token") or None, **wanted)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
 
 
 @admin.register(Application)

@@ -30,13 +30,13 @@ from accounts.actors import Actor
 from accounts.audit import audit_record
 from accounts.models import TokenScope
 from allocations import ledger
-from allocations.models import Allocation, AllocationState, Hold, Project, ResourceClass
+from allocations.models import Allocation, AllocationBalance, AllocationState, Hold, Project, ResourceClass
 from federation import routing_cache
 from federation.adapters import DispatchJob, adapter_for
 from federation.models import TERMINAL_JOB_STATES, Job, JobEvent, JobState, Partition, Site
 from federation.routing import JobSpec, PartitionView, Router
 from federation.simulator import DETAIL_NODE_FAILURE, DETAIL_SITE_OUTAGE, REFUSED_DUPLICATE
-from portal.errors import Conflict, PermissionDenied, ValidationFailed
+from portal.errors import ApplicationError, Conflict, PermissionDenied, ValidationFailed
 from portal.events import publish_dispatched, publish_jobs, publish_submitted_jobs
 
 J = JobState
@@ -309,11 +309,15 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
             wanted_groups.append(indexes)
         # one hold per centre and class, placed together (a class that runs short: one after the other)
         placed = ledger.place_holds(allocation=allocation, requests=wanted, actor=actor) if wanted else []
-        for hold, indexes in zip(placed, wanted_groups, strict=True):
-            if isinstance(hold, Conflict):
-                result.refused.extend(Refused(i, hold.code, hold.message) for i in indexes)
-                continue
-            for i in indexes:
+        for want, hold, indexes in zip(wanted, placed, wanted_groups, strict=True):
+            fitted = indexes
+            if isinstance(hold, Conflict):  # short: as many of the centre's jobs as the balance still allows
+                refusal = hold
+                hold, fitted = (_hold_what_fits(allocation, want, indexes, requests, actor)
+                                if refusal.code == "insufficient_balance" and len(indexes) > 1 else None) or (None, [])
+                kept = set(fitted)
+                result.refused.extend(Refused(i, refusal.code, refusal.message) for i in indexes if i not in kept)
+            for i in fitted:
                 holds[i] = hold
         held_at = time.perf_counter()
         result.timings["hold"] = held_at - routed_at
@@ -339,6 +343,24 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
     result.timings["persist"] = time.perf_counter() - held_at  # with the commit
     result.refused.sort(key=lambda r: r.index)
     return result
+
+
+def _hold_what_fits(allocation: Allocation, want: ledger.HoldRequest, indexes: list[int],
+                     requests: list[JobRequest], actor: Actor) -> tuple[Hold, list[int]] | None:
+    """A centre's part of a batch did not fit the balance whole: one hold for as many of its jobs as fit, in
+    submission order (a later, smaller job may still fit). None if none fits."""
+    balance = AllocationBalance.objects.select_for_update().get(allocation=allocation,
+                                                               resource_class=want.resource_class)
+    room, total, fitted = balance.awarded - balance.held - balance.charged, 0, []
+    for i in indexes:
+        if total + requests[i].units <= room:
+            fitted.append(i)
+            total += requests[i].units
+    if not fitted:
+        return None
+    hold = ledger.place_hold(allocation=allocation, resource_class=want.resource_class, amount=total,
+                             job_ref=want.job_ref, actor=actor, site_ref=want.site_ref)
+    return hold, fitted
 
 
 class RoutingWriter:
@@ -775,7 +797,14 @@ def job_cancel(*, actor: Actor, job: Job) -> Job:
         if job.state in TERMINAL_JOB_STATES:
             raise Conflict(f"The job is already {job.state}.", code="job_finished")
         if job.state in (J.DISPATCHED, J.QUEUED, J.RUNNING) and job.site is not None:
-            adapter_for(job.site).cancel(job.pk)
+            try:
+                adapter_for(job.site).cancel(job.pk)
+            except ApplicationError as exc:  # the centre's own message may name its internals: code only
+                refused = ApplicationError(
+                    f"The centre {job.site.code} did not confirm the cancellation ({exc.code}); the job is "
+                    "unchanged, try again.", code=exc.code)
+                refused.status_code = exc.status_code
+                raise refused from exc
         apply_moves([(job.pk, J.CANCELLED, f"cancelled by {actor.label}", timezone.now(), {"detail": "cancelled"})])
         audit_record(actor=actor, action="job.cancel", obj=job, institution=job.institution_id,
                      before={"state": job.state}, after={"state": J.CANCELLED})

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -70,13 +70,17 @@ def _on_usage(sender, *, allocation_id: int, resource_class_id: int, site_ref: i
               **kwargs) -> None:
     """Receiver of ``allocations.signals.quota_usage``: keep the share's counters (one UPDATE). Use at a
     centre where the allocation has no share row (none was ever brokered there) gets a withdrawn row of 0."""
-    moved = SiteQuota.objects.filter(allocation_id=allocation_id, site_id=site_ref,
-                                     resource_class_id=resource_class_id).update(
-        held=F("held") + held, charged=F("charged") + charged)
-    if not moved:
-        SiteQuota.objects.create(allocation_id=allocation_id, site_id=site_ref, resource_class_id=resource_class_id,
-                                 amount=0, state=Q_.WITHDRAWN, held=max(0, held), charged=max(0, charged),
-                                 reason="used without a brokered share")
+    share = SiteQuota.objects.filter(allocation_id=allocation_id, site_id=site_ref, resource_class_id=resource_class_id)
+    if share.update(held=F("held") + held, charged=F("charged") + charged):
+        return
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent first use may create the row first
+            SiteQuota.objects.create(allocation_id=allocation_id, site_id=site_ref,
+                                     resource_class_id=resource_class_id, amount=0, state=Q_.WITHDRAWN,
+                                     held=max(0, held), charged=max(0, charged),
+                                     reason="used without a brokered share")
+    except IntegrityError:  # it did (site_quota_unique): add to its row instead
+        share.update(held=F("held") + held, charged=F("charged") + charged)
 
 
 def _period_day(allocation: Allocation) -> date:

@@ -59,6 +59,17 @@ def pytest_runtest_setup(item):
                 pytest.skip(missing)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a service-backed test that skips for any reason (a skipif, a pytest.skip in its body) fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_SERVICES and report.skipped and any(item.get_closest_marker(m) for m in _SERVICE_MARKERS):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped ({reason}), but SUANWANG_REQUIRE_SERVICES=1"
+
+
 def pytest_runtest_logreport(report):
     if report.when == "call" and report.passed:
         for marker in _SERVICE_MARKERS:

@@ -84,7 +84,7 @@ class Server:
         return done.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def portal_server(tmp_path_factory):
     """The portal served by uvicorn as `make run` serves it (embedded mode: SQLite, in-memory channel layer,
     simulated centres ticking inside the server), seeded with the demo federation. The simulated centres
@@ -131,7 +131,7 @@ def portal_server(tmp_path_factory):
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium(portal_server):
     from playwright.sync_api import sync_playwright
 

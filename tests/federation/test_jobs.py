@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.actors import Actor
@@ -10,7 +11,7 @@ from allocations import projects, workflow
 from allocations.models import AllocationBalance, Hold, LedgerEntry
 from federation import jobs
 from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
-from federation.models import Job, JobEvent, JobState, Partition, Site
+from federation.models import Job, JobEvent, JobState, Partition, Site, SiteQuota
 from portal.errors import PermissionDenied
 from tests.factories import build_small_federation
 
@@ -103,6 +104,18 @@ def test_a_batch_beyond_the_balance_is_refused_not_overspent(setup):
     assert result.refused and {r.code for r in result.refused} == {"insufficient_quota"}
     cpu = AllocationBalance.objects.get(allocation=setup["allocation"], resource_class__code="cpu")
     assert cpu.held == sum(a.estimated_units for a in result.accepted) <= cpu.awarded
+
+
+def test_a_batch_within_the_quota_but_beyond_the_balance_is_refused_by_the_ledger(setup):
+    # Shares larger than the award (e.g. the award was lowered after brokering): the ledger holds the line.
+    SiteQuota.objects.filter(allocation=setup["allocation"]).update(amount=F("amount") * 10)
+    batch = [jobs.JobRequest(name=f"j{i}", cores_per_node=16, walltime_s=3600) for i in range(300)]
+    result = jobs.jobs_submit(actor=setup["pi"], project=setup["project"], requests=batch, now=setup["now"])
+    assert result.accepted and result.refused
+    assert {r.code for r in result.refused} == {"insufficient_balance"}
+    cpu = AllocationBalance.objects.get(allocation=setup["allocation"], resource_class__code="cpu")
+    assert cpu.held == sum(a.estimated_units for a in result.accepted) <= cpu.awarded
+    assert Job.objects.count() == len(result.accepted)
 
 
 def test_only_project_members_submit(setup, fed):

@@ -206,6 +206,8 @@ def test_cancel_while_slurm_is_unreachable_says_so_and_changes_nothing(world, fa
     reset_adapters()  # a process that has not seen the job yet must look it up
     response = world["fed"].client("pi_a").post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert response.status_code == 503 and response.json()["error"]["code"] == "slurm_unavailable"
+    message = response.json()["error"]["message"]
+    assert "local" in message and "slurmrestd" not in message and "127.0.0.1" not in message  # no internals
     assert Job.objects.get(pk=job.pk).state == JobState.DISPATCHED
 
 
@@ -342,3 +344,12 @@ def test_a_federation_admin_adds_a_slurm_centre_in_the_admin_with_a_write_only_t
     logged += json.dumps([e.change_message for e in LogEntry.objects.all()])
     assert "admin-typed-secret" not in logged
     assert AuditEvent.objects.filter(action="site.configure_connection", object_id=str(site.pk)).exists()
+    # Connection changes made in the admin go through the audited service; the state is the operators' to set.
+    moved = client.post(f"/admin/federation/site/{site.pk}/change/",
+                        {**form, "new_token": "", "city": "Wuhu", "slurm_url": "http://10.0.0.3:6820",
+                         "state": "offline", "state_reason": "typed in the admin"})
+    assert moved.status_code == 302
+    site.refresh_from_db()
+    assert (site.slurm_url, site.state, site.state_reason) == ("http://10.0.0.3:6820", "online", "")
+    assert AuditEvent.objects.filter(action="site.configure_connection", object_id=str(site.pk),
+                                     after__slurm_url="http://10.0.0.3:6820").exists()
