@@ -354,6 +354,7 @@ class JobScript:
 
 
 def build_script(*, job_id: int, name: str, launch_script: str, command: str) -> str:
+    name = "".join(c if c.isprintable() else " " for c in name)  # a comment line stays one line
     lines = ["#!/bin/bash", f"# Suanwang job {job_id}" + (f": {name}" if name else "")]
     if launch_script.strip():
         lines.append(launch_script.rstrip("\n"))

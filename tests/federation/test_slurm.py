@@ -396,3 +396,8 @@ def test_the_job_list_gets_a_longer_timeout_than_other_calls():
         with pytest.raises(SlurmError):
             client.jobs()
         assert time.monotonic() - started >= 0.55
+
+
+def test_a_job_name_cannot_add_lines_to_the_batch_script():
+    script = slurm.build_script(job_id=7, name="x\nrm -rf ~\r\tend", launch_script="", command="true")
+    assert script.splitlines() == ["#!/bin/bash", "# Suanwang job 7: x rm -rf ~  end", "true"]
