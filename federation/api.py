@@ -246,7 +246,6 @@ def _job_entry_schema():
 def _submit(view, request, entries: list, *, single: bool):
     from allocations.access import get_project
     from federation import job_input, jobs
-    from federation.access import get_job
     from federation.idempotency import run_idempotently
 
     actor = view.actor()
@@ -280,7 +279,8 @@ def _submit(view, request, entries: list, *, single: bool):
                 # The job itself is impossible: 400. Possible, but not now (offline, out of balance): 409.
                 status = 409 if first["code"] in STATE_DEPENDENT_REFUSALS else 400
                 return status, {"error": {"code": first["code"], "message": first["message"], "fields": {}}}
-            return 201, JobOutput(get_job(actor, accepted[0]["id"])).data
+            # built from what was written (the caller sees its institution's jobs: no need to read it back)
+            return 201, JobOutput(result.accepted[0].job).data
         return 200, {"batch": str(result.batch_id) if result else None, "accepted": accepted, "refused": refused}
 
     status, payload = run_idempotently(actor=actor, institution_id=project.institution_id,

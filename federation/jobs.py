@@ -92,6 +92,9 @@ class Accepted:
     site: str
     partition: str
     estimated_units: int
+    # a submission of one job: the job as written (unsaved instance, site and partition attached), so that
+    # the answer is built without reading it back
+    job: Job | None = None
 
 
 @dataclass(slots=True)
@@ -256,7 +259,8 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
         router, partitions = routing_cache.current_router()  # cached; sites re-checked every 2 s
     quota = _quota_by_site(allocation, partitions.values(), now,
                            {"gpu" if r.gpus_per_node else "cpu" for r in requests})
-    funded = _funded_card_models(allocation, partitions)
+    # the card models the allocation pays for: read only when a GPU job asks (a CPU batch needs no balance read)
+    funded = _funded_card_models(allocation, partitions) if any(r.gpus_per_node for r in requests) else set()
     result = SubmitResult(batch_id=uuid.uuid4())
     specs, routable = [], []
     shapes: dict[tuple, JobSpec | None] = {}  # a batch repeats few shapes: each is prepared once
@@ -331,6 +335,9 @@ def jobs_submit(*, actor: Actor, project: Project, requests: list[JobRequest], n
                        now=now, classes=classes)
         for (index, req, _decision, partition, _hold), job_id in zip(rows, ids, strict=True):
             result.accepted.append(Accepted(index, job_id, partition.site.code, partition.name, req.units))
+        if len(rows) == 1:
+            result.accepted[0].job = _written_job(ids[0], rows[0], project=project, allocation=allocation,
+                                                  actor=actor, batch_id=result.batch_id, now=now)
         if rows:
             audit_record(actor=actor, action="jobs.submit", obj=project, institution=project.institution_id,
                          after={"batch": str(result.batch_id), "accepted": len(rows),
@@ -361,6 +368,20 @@ def _hold_what_fits(allocation: Allocation, want: ledger.HoldRequest, indexes: l
     hold = ledger.place_hold(allocation=allocation, resource_class=want.resource_class, amount=total,
                              job_ref=want.job_ref, actor=actor, site_ref=want.site_ref)
     return hold, fitted
+
+
+def _written_job(job_id: int, row, *, project, allocation, actor, batch_id, now) -> Job:
+    """The job ``_persist`` wrote for ``row``, as an unsaved instance (the columns the API answers with)."""
+    _index, req, _decision, partition, hold = row
+    job = Job(id=job_id, institution_id=project.institution_id, project_id=project.pk, allocation_id=allocation.pk,
+              submitted_by=actor.label[:300], batch_id=batch_id, name=req.name[:200], state=J.ROUTED, reason="",
+              nodes=req.nodes, cores_per_node=req.cores_per_node, memory_mb_per_node=req.memory_mb_per_node,
+              gpus_per_node=req.gpus_per_node, accepted_models=list(req.accepted_models),
+              accepted_family=req.accepted_family, walltime_s=req.walltime_s, application=req.application,
+              dataset=req.dataset, preferred_sites=list(req.preferred_sites), command=req.command,
+              site=partition.site, partition=partition, attempts=1, site_job_id="", hold_id=hold.pk,
+              hold_part=req.units, charged=0, exit_code=None, submitted_at=now, started_at=None, ended_at=None)
+    return job
 
 
 class RoutingWriter:

@@ -28,6 +28,17 @@ def test_single_submit_returns_the_routed_job_and_explains_the_choice(world):
     assert [e["to"] for e in detail["events"]] == ["submitted", "routed"]
 
 
+def test_single_submit_answers_what_a_read_of_the_job_returns(world):
+    """The answer is built from what was written, not read back: it must equal the stored job."""
+    pi = client_for(world.users["pi_a"])
+    body = pi.post("/api/v1/jobs/", {"project": world.objects["project"], **JOB, "name": "x" * 200,
+                                     "nodes": 2, "command": "srun md"}, format="json").json()
+    detail = pi.get(f"/api/v1/jobs/{body['id']}/").json()
+    assert body == {key: detail[key] for key in body}
+    assert body["name"] == "x" * 200 and body["nodes"] == 2 and body["charged"] == 0
+    assert set(body) >= {"submitted_at", "started_at", "ended_at", "exit_code", "partition", "project"}
+
+
 @pytest.mark.parametrize(
     ("job", "status", "code"),
     [
