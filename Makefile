@@ -28,7 +28,7 @@ run: install
 	@echo "  Health:           http://$(HOST):$(PORT)/healthz"
 	@echo
 	SUANWANG_TICK_SITES=1 $(VENV)/bin/uvicorn portal.asgi:application --host $(HOST) --port $(PORT) \
-		--ws websockets-sansio --no-access-log
+		--ws websockets-sansio --ws-per-message-deflate false --no-access-log
 
 test: install
 	$(VENV)/bin/pytest $(ARGS)

@@ -40,8 +40,9 @@ trap cleanup EXIT INT TERM
 $VENV/bin/celery -A portal worker -l info --concurrency 2 & pids+=($!)
 $VENV/bin/celery -A portal beat -l info --schedule var/celerybeat-schedule & pids+=($!)
 $VENV/bin/python manage.py run_sites & pids+=($!)
+# No permessage-deflate: it would compress every delta once per connection (docs/websockets.md).
 $VENV/bin/uvicorn portal.asgi:application --host "$HOST" --port "$PORT" --workers "$WEB_WORKERS" \
-  --ws websockets-sansio --no-access-log & pids+=($!)
+  --ws websockets-sansio --ws-per-message-deflate false --no-access-log & pids+=($!)
 # The REST API for institutions' systems under a WSGI server, which measures faster for it than the ASGI
 # one (bench/api_submit.py: less server CPU per request; see README). The portal, its websockets and the
 # browser's own /api calls stay on uvicorn above.
