@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -383,15 +384,51 @@ class TokenRejected(Exception):
         self.message = message
 
 
+# A valid token is remembered in the Django cache (Redis in production, shared by every process) for
+# at most TOKEN_CACHE_S, keyed by its prefix and the hash of its secret: an API call then costs no token
+# query. Any change to a token or its institution (revocation, deactivation, an edit in the admin) puts a
+# "stale" marker under the key at once and again after the commit (``token_cache_invalidate``, wired to
+# post_save/post_delete in accounts/apps.py); while the marker lives, the token is read from the
+# database on every call and not cached again (``cache.add`` never replaces the marker, so a request that
+# read the row before the revocation committed cannot put the old row back).
+TOKEN_CACHE_S = 30
+TOKEN_CACHE_STALE_S = 300
+_STALE = "stale"
+
+
+def _token_cache_key(prefix: str, secret_hash: str) -> str:
+    return f"apitoken:{prefix}:{secret_hash}"
+
+
+def token_cache_invalidate(tokens) -> None:
+    """Mark the cached copies of ``tokens`` stale now and again when the transaction commits."""
+    keys = [_token_cache_key(t.prefix, t.secret_hash) for t in tokens]
+    if not keys:
+        return
+
+    def mark():
+        cache.set_many(dict.fromkeys(keys, _STALE), TOKEN_CACHE_STALE_S)
+
+    mark()
+    transaction.on_commit(mark)
+
+
 def token_authenticate(raw: str, *, ip: str | None = None) -> ApiToken:
     """Resolve a presented token, or raise TokenRejected with a stable code."""
     match = TOKEN_RE.match(raw or "")
     if not match:
         raise TokenRejected("token_malformed", "The token is not a Suanwang API token.")
     prefix, secret = match.groups()
-    token = ApiToken.objects.select_related("institution").filter(prefix=prefix).first()
-    if token is None or not hmac.compare_digest(token.secret_hash, hash_secret(secret)):
-        raise TokenRejected("token_invalid", "The token is not valid.")
+    digest = hash_secret(secret)
+    key = _token_cache_key(prefix, digest)
+    cached = cache.get(key)
+    from_cache = isinstance(cached, ApiToken)
+    if from_cache:
+        token = cached  # matched prefix and secret hash when it was cached
+    else:
+        token = ApiToken.objects.select_related("institution").filter(prefix=prefix).first()
+        if token is None or not hmac.compare_digest(token.secret_hash, digest):
+            raise TokenRejected("token_invalid", "The token is not valid.")
     if token.revoked_at is not None:
         raise TokenRejected("token_revoked", "The token has been revoked.")
     now = timezone.now()
@@ -404,6 +441,14 @@ def token_authenticate(raw: str, *, ip: str | None = None) -> ApiToken:
         # Usage bookkeeping, not a state change: no audit row, at most one write a minute.
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
         token.last_used_at, token.last_used_ip = now, ip
+        if from_cache:
+            cache.delete(key)  # the cached copy's last use is older (an entry lives until the next is due)
+            return token
+    if cached is None:
+        # Kept until the next last-use write is due at the latest, so a cached call never owes one.
+        ttl = min(TOKEN_CACHE_S, resolution - (now - token.last_used_at).total_seconds())
+        if ttl >= 1:
+            cache.add(key, token, ttl)
     return token
 
 

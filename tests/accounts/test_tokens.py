@@ -89,7 +89,8 @@ def test_revoked_token_is_refused_immediately(fed):
 def test_expired_token_is_refused(fed):
     token, secret = make_token(fed.a, ["read"], fed.users["admin_a"], expires_at=timezone.now() + timedelta(days=1))
     assert client_for(token=secret).get("/api/v1/me/").status_code == 200
-    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    token.expires_at = timezone.now() - timedelta(seconds=1)
+    token.save(update_fields=["expires_at"])  # a change through the ORM: the cached copy is marked stale
     response = client_for(token=secret).get("/api/v1/me/")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_expired"
@@ -168,3 +169,91 @@ def test_expiring_tokens_warning_emails_institution_admins(fed, mailoutbox):
     assert len(mailoutbox) == 1
     assert mailoutbox[0].to == ["admin@pku.edu.cn"]
     assert "soon" in mailoutbox[0].subject
+
+
+# --- the token cache: no token query on a repeated call, revocation still immediate ----------------
+def _token_queries(client) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/api/v1/me/").status_code == 200
+    return sum('FROM "accounts_apitoken"' in q["sql"] for q in captured.captured_queries)
+
+
+def test_a_repeated_call_reads_no_token_and_revocation_still_refuses_at_once(fed, django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    from accounts.actors import Actor
+    from accounts.services import TokenRejected, _token_cache_key, token_authenticate, token_revoke
+
+    _, secret = make_token(fed.a, ["read"], fed.users["admin_a"], name="cached")
+    client = client_for(token=secret)
+    assert _token_queries(client) == 1
+    assert _token_queries(client) == 0  # cached
+    token = ApiToken.objects.get(name="cached")
+    key = _token_cache_key(token.prefix, token.secret_hash)
+    with django_capture_on_commit_callbacks(execute=True):
+        token_revoke(actor=Actor(user=fed.users["admin_a"]), token=token)
+    refused = client.get("/api/v1/me/")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_revoked"
+    # a request that read the row before the revocation committed cannot put it back into the cache
+    assert cache.add(key, token, 30) is False
+    with pytest.raises(TokenRejected):
+        token_authenticate(secret)
+
+
+def test_deactivating_the_institution_refuses_its_cached_tokens_at_once(fed):
+    from accounts.actors import system_actor
+    from accounts.services import institution_update
+
+    _, secret = make_token(fed.a, ["read"], fed.users["admin_a"], name="cached")
+    client = client_for(token=secret)
+    assert _token_queries(client) == 1 and _token_queries(client) == 0
+    institution_update(actor=system_actor(), institution=fed.a, active=False)
+    response = client.get("/api/v1/me/")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "institution_inactive"
+
+
+def test_a_cached_token_still_expires_and_records_its_last_use(fed):
+    from unittest import mock
+
+    token, secret = make_token(fed.a, ["read"], fed.users["admin_a"], name="cached",
+                               expires_at=timezone.now() + timedelta(hours=1))
+    client = client_for(token=secret)
+    assert _token_queries(client) == 1 and _token_queries(client) == 0
+    first_use = ApiToken.objects.get(pk=token.pk).last_used_at
+    later = timezone.now() + timedelta(minutes=2)  # past the cache's lifetime and the last-use resolution
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        assert client.get("/api/v1/me/").status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == later > first_use
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(hours=2)):
+        response = client.get("/api/v1/me/")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "token_expired"
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_revocation_reaches_every_process_through_redis():
+    import redis
+    from django.conf import settings
+    from django.core.cache import cache, caches
+
+    from accounts.actors import Actor
+    from accounts.models import InstitutionRole
+    from accounts.services import _token_cache_key, token_revoke
+    from tests.factories import make_institution, make_member
+
+    assert type(caches["default"]).__name__ == "RedisCache"
+    institution = make_institution("RCU", "Redis Cache University", ["rcu.edu.cn"])
+    admin = make_member(institution, InstitutionRole.INSTITUTION_ADMIN, "admin@rcu.edu.cn")
+    token, secret = make_token(institution, ["read"], admin, name="shared")
+    client = client_for(token=secret)
+    assert client.get("/api/v1/me/").status_code == 200
+    key = cache.make_and_validate_key(_token_cache_key(token.prefix, token.secret_hash))
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    assert server.exists(key)  # what the other processes see
+    token_revoke(actor=Actor(user=admin), token=token)
+    assert cache.get(_token_cache_key(token.prefix, token.secret_hash)) == "stale"
+    refused = client.get("/api/v1/me/")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_revoked"
