@@ -35,13 +35,87 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
 
 
 # --- client processes (no Django) ------------------------------------------------------------------
-async def _client_main(config: dict) -> dict:
-    import websockets
+class MiniClient(asyncio.Protocol):
+    """A minimal websocket client (RFC 6455) for the load generator, which shares the 2 cores with the
+    servers: handshake, unfragmented server frames, pings answered, nothing else. A general client
+    library costs several times more CPU per message, which here is CPU taken from the servers."""
 
+    def __init__(self, request: bytes, on_message):
+        self.request = request
+        self.on_message = on_message
+        self.buf = bytearray()
+        self.upgraded = False
+        self.first: asyncio.Future = asyncio.get_running_loop().create_future()  # the snapshot
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc):
+        if not self.first.done():
+            self.first.set_exception(ConnectionError(f"closed before the snapshot ({exc})"))
+
+    def data_received(self, data: bytes):
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
+            del buf[:end + 4]
+            if b" 101 " not in status + b" ":
+                self.first.set_exception(ConnectionError(f"handshake refused: {status!r}"))
+                self.transport.close()
+                return
+            self.upgraded = True
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            b0, length = buf[pos], buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if n - pos < head + length:
+                break
+            payload = bytes(buf[pos + head:pos + head + length])
+            pos += head + length
+            opcode = b0 & 0x0F
+            if opcode == 0x9:  # ping → pong
+                self.send_frame(0xA, payload)
+            elif opcode == 0x8:
+                self.transport.close()
+            elif opcode in (0x1, 0x2):
+                if not b0 & 0x80:
+                    raise RuntimeError("fragmented message: the bench client does not reassemble")
+                self.on_message(self, payload)
+        del buf[:pos]
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)  # client frames are masked
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.send_frame(0x8, (1000).to_bytes(2, "big"))
+            self.transport.close()
+
+
+async def _client_main(config: dict) -> dict:
+    import base64
+    from urllib.parse import urlsplit
+
+    loop = asyncio.get_running_loop()
     probe_seen: dict[int, list[float]] = {}
     batch: list[list[tuple[float, int]]] = []
-    opened = []
-
+    opened: list[MiniClient] = []
     analysed: dict[bytes, tuple[int, list[int]]] = {}  # delta header → (batch rows, probe job ids)
 
     def analyse(raw: bytes) -> tuple[int, list[int]]:
@@ -55,40 +129,47 @@ async def _client_main(config: dict) -> dict:
                               if row[i_state] == "dispatched" and row[i_name].startswith("probe-"))
         return raw.count(b'"batch'), probes
 
+    # A delta's content is analysed once per client process: every connection of a group receives the
+    # same text for a (group, seq), so each connection looks its delta up by that header and still
+    # counts, for itself, the batch rows and probe rows it received.
+    def on_message(client: MiniClient, raw: bytes) -> None:
+        now = time.time()
+        if not client.first.done():
+            if raw.startswith(b'{"type":"snapshot"'):
+                client.first.set_result(None)
+            else:
+                client.first.set_exception(RuntimeError(f"expected a snapshot: {raw[:200]!r}"))
+            return
+        start = raw.find(b'"group":', 0, 200)
+        end = raw.find(b',"events":', start, start + 200) if start >= 0 else -1
+        key = raw[start:end] if end > 0 else None
+        found = analysed.get(key) if key is not None else None
+        if found is None:
+            found = analyse(raw)
+            if key is not None:
+                analysed[key] = found
+        count, probes = found
+        for job_id in probes:
+            probe_seen.setdefault(job_id, []).append(now)
+        if count:
+            client.rows.append((now, count))
+
     semaphore = asyncio.Semaphore(50)  # handshakes + snapshots in flight at once
 
     async def one(url: str):
+        parts = urlsplit(url)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (f"GET {parts.path}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\n"
+                   f"Host: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                   f"Authorization: Bearer {config['token']}\r\n\r\n").encode()
         async with semaphore:
-            ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {config['token']}"},
-                                          max_size=None, open_timeout=120, ping_interval=None)
-            first = json.loads(await ws.recv())
-            assert first["type"] == "snapshot", first
-        mine: list[tuple[float, int]] = []
-        batch.append(mine)
-        opened.append(ws)
-        # Cheap on purpose (the clients share the 2 cores with the servers): frames stay bytes (no UTF-8
-        # decoding), and a delta's content is analysed once per client process: every connection of a
-        # group receives the same delta text for a (group, seq), so each connection looks its delta up
-        # by that header and still counts, for itself, the batch rows and probe rows it received.
-        while True:
-            try:
-                raw = await ws.recv(decode=False)
-            except websockets.ConnectionClosed:
-                break
-            now = time.time()
-            start = raw.find(b'"group":', 0, 200)
-            end = raw.find(b',"events":', start, start + 200) if start >= 0 else -1
-            key = raw[start:end] if end > 0 else None
-            found = analysed.get(key) if key is not None else None
-            if found is None:
-                found = analyse(raw)
-                if key is not None:
-                    analysed[key] = found
-            count, probes = found
-            for job_id in probes:
-                probe_seen.setdefault(job_id, []).append(now)
-            if count:
-                mine.append((now, count))
+            client = MiniClient(request, on_message)
+            client.rows = []
+            await loop.create_connection(lambda: client, parts.hostname, parts.port)
+            await asyncio.wait_for(client.first, 120)
+        batch.append(client.rows)
+        opened.append(client)
 
     tasks = [asyncio.create_task(one(url)) for url in config["urls"]]
     while len(opened) < len(config["urls"]):
@@ -97,17 +178,15 @@ async def _client_main(config: dict) -> dict:
             raise failed[0].exception()
         await asyncio.sleep(0.05)
     print("READY", flush=True)
-    loop = asyncio.get_running_loop()
     expected = int(await loop.run_in_executor(None, sys.stdin.readline))  # the batch's size
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and any(sum(c for _t, c in mine) < expected for mine in batch):
         await asyncio.sleep(0.1)
     print("BATCHDONE", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)  # the driver says stop
-    for ws in opened:
-        await ws.close()
-    for task in tasks:
-        task.cancel()
+    for client in opened:
+        client.close()
+    await asyncio.sleep(0.2)
     return {"probes": {str(k): v for k, v in probe_seen.items()}, "batch": batch}
 
 
