@@ -1,7 +1,8 @@
 """Benchmark ``push_latency``: commit of a job state change → receipt by websocket clients, with the
 production shape: channels-redis, 2 uvicorn processes (``--ws websockets-sansio``), 1,000 clients
 spread over both (half on ``/ws/institution/``, half on ``/ws/jobs/?project=``, all authenticated
-with a read token), in 2 client processes. Then a 10,000-job batch flows through: how long until
+with a read token), in 2 client processes (one per server; ``MiniClient``, a minimal websocket client,
+since the clients share the cores with the servers). Then a 10,000-job batch flows through: how long until
 every client holds every row, how many deltas that took, and the push latency of state changes
 made while it flows.
 
