@@ -41,8 +41,11 @@ class MiniClient(asyncio.Protocol):
     servers: handshake, unfragmented server frames, pings answered, nothing else. A general client
     library costs several times more CPU per message, which here is CPU taken from the servers."""
 
-    def __init__(self, request: bytes, on_message):
+    def __init__(self, request: bytes, on_message, deflate: bool = False):
+        import zlib
+
         self.request = request
+        self.inflater = zlib.decompressobj(-15) if deflate else None  # permessage-deflate, context kept
         self.on_message = on_message
         self.buf = bytearray()
         self.upgraded = False
@@ -95,6 +98,8 @@ class MiniClient(asyncio.Protocol):
             elif opcode in (0x1, 0x2):
                 if not b0 & 0x80:
                     raise RuntimeError("fragmented message: the bench client does not reassemble")
+                if b0 & 0x40:  # RSV1: compressed (permessage-deflate)
+                    payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
                 self.on_message(self, payload)
         del buf[:pos]
 
@@ -163,9 +168,10 @@ async def _client_main(config: dict) -> dict:
         request = (f"GET {parts.path}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\n"
                    f"Host: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                   f"Authorization: Bearer {config['token']}\r\n\r\n").encode()
+                   + ("Sec-WebSocket-Extensions: permessage-deflate\r\n" if config["deflate"] else "")
+                   + f"Authorization: Bearer {config['token']}\r\n\r\n").encode()
         async with semaphore:
-            client = MiniClient(request, on_message)
+            client = MiniClient(request, on_message, deflate=config["deflate"])
             client.rows = []
             await loop.create_connection(lambda: client, parts.hostname, parts.port)
             await asyncio.wait_for(client.first, 120)
@@ -286,7 +292,7 @@ def main(argv: list[str]) -> dict:
         per_proc = [urls[i::args.client_procs] for i in range(args.client_procs)]
         t0 = time.perf_counter()
         for chunk in per_proc:
-            config = json.dumps({"urls": chunk, "token": raw_token})
+            config = json.dumps({"urls": chunk, "token": raw_token, "deflate": args.deflate})
             clients.append(subprocess.Popen(
                 [sys.executable, "-c", "import sys; from bench.push_latency import client_main; "
                                        "client_main(sys.argv[1])", config],
