@@ -31,6 +31,7 @@ from portal.live.selectors import (
     authenticate,
     institution_scope,
     jobs_scope,
+    recheck_person,
     recheck_token,
     sites_scope,
 )
@@ -212,6 +213,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.tasks.append(asyncio.create_task(self.write_loop()))
         if self.scope.get("live_token") is not None:
             self.tasks.append(asyncio.create_task(self.reauth_loop()))
+        else:
+            self.tasks.append(asyncio.create_task(self.session_recheck_loop(params)))
 
     def parse_query(self) -> tuple[dict, dict[str, int] | None]:
         try:
@@ -407,6 +410,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(protocol.live_setting("LIVE_REAUTH_S"))
             refused = await Fanout.here().recheck(self.scope["live_token"], client[0])
+            if refused is not None:
+                await self.refuse(refused)
+                return
+
+    async def session_recheck_loop(self, params: dict) -> None:
+        session = self.scope.get("session")
+        client = self.scope.get("client") or (None, None)
+        check = database_sync_to_async(recheck_person)
+        while True:
+            await asyncio.sleep(protocol.live_setting("LIVE_REAUTH_S"))
+            refused = await check(self.actor.user.pk, client[0], has_session=session is not None,
+                                  session_key=getattr(session, "session_key", None),
+                                  resolve=lambda actor: self.resolve(actor, params), groups=self.live.groups)
             if refused is not None:
                 await self.refuse(refused)
                 return

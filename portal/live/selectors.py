@@ -69,6 +69,32 @@ def recheck_token(raw_token: str, ip: str | None) -> Refused | None:
     return None
 
 
+def recheck_person(user_id: int, ip: str | None, *, session_key: str | None, has_session: bool, resolve,
+                   groups: list[str]) -> Refused | None:
+    """A browser's connection, re-checked like a token's: the session may have ended (logout, expiry), the
+    person may have been deactivated or lost access to what the connection follows (removed from the
+    project or the institution). ``resolve(actor)`` gives the connection's scope as it would be now."""
+    if has_session:
+        from importlib import import_module
+
+        from django.conf import settings
+        from django.contrib.auth import SESSION_KEY
+
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        if not session_key or str(store.get(SESSION_KEY)) != str(user_id):
+            return Refused(protocol.CLOSE_UNAUTHENTICATED, "session_ended", "The session has ended: log in again.")
+    from django.contrib.auth import get_user_model
+
+    try:
+        scope = resolve(authenticate(None, get_user_model().objects.filter(pk=user_id).first(), ip))
+    except Refused as refused:
+        return refused
+    if not set(groups) <= set(scope.groups):
+        return Refused(protocol.CLOSE_FORBIDDEN, "access_changed",
+                       "What this connection may read has changed: reconnect for a new snapshot.")
+    return None
+
+
 def _administered(actor: Actor) -> set[int]:
     if actor.is_token:
         return {actor.token.institution_id}

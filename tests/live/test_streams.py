@@ -491,3 +491,38 @@ def test_a_token_revoked_while_connected_is_cut_off(world, settings):
         assert closed == {"type": "websocket.close", "code": 4401}
 
     run(scenario)
+
+
+def test_a_browser_connection_is_cut_off_when_its_session_ends_or_its_access_goes(world, settings):
+    from django.contrib.sessions.models import Session
+
+    from accounts.actors import Actor
+    from allocations import projects
+    from allocations.models import ProjectMember
+
+    settings.SUANWANG = {**settings.SUANWANG, "LIVE_REAUTH_S": 0.2}
+    project = world.objects["project"]
+
+    def remove_researcher():
+        member = ProjectMember.objects.get(project_id=project, user=world.users["researcher_a"])
+        projects.project_member_remove(actor=Actor(user=world.users["pi_a"]), member=member)
+
+    def log_everyone_out():
+        Session.objects.all().delete()
+
+    async def scenario():
+        following = f"/ws/jobs/?project={project}"
+        member, snapshot, _ = await open_stream(following, user=world.users["researcher_a"])
+        assert snapshot["type"] == "snapshot"
+        pi, _, _ = await open_stream(following, user=world.users["pi_a"])
+        assert await member.receive_nothing(timeout=0.6)  # still allowed: re-checked, kept open
+        await database_sync_to_async(remove_researcher)()
+        error = await member.receive_json_from(timeout=5)
+        assert error["type"] == "error" and error["code"] == "permission_denied"
+        assert await member.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+        await database_sync_to_async(log_everyone_out)()
+        error = await pi.receive_json_from(timeout=5)
+        assert error == {"type": "error", "code": "session_ended", "message": "The session has ended: log in again."}
+        assert await pi.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+    run(scenario)
