@@ -13,7 +13,8 @@ import pytest
 from django.apps import apps
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINT_GLOBS = ["*/api.py", "*/api/*.py", "*/views.py", "*/views/*.py", "*/consumers.py", "*/*/consumers.py", "*/tasks.py"]
+ENTRY_POINT_GLOBS = ["*/api.py", "*/api/*.py", "*/views.py", "*/views/*.py", "*/consumers.py", "*/*/consumers.py",
+                     "*/tasks.py"]
 ORM_WRITE_METHODS = {
     "create",
     "bulk_create",
