@@ -196,3 +196,12 @@ def test_the_dashboards_query_count_does_not_grow_with_jobs(world, browser):
     few = count()
     _submit(world, 12)
     assert count() == few <= 20
+
+
+def test_page_titles_are_plain_text(world, client):
+    import re
+
+    client.force_login(world.users["pi_a"])
+    for url in ("/", "/jobs/", "/centres/status/", f"/jobs/{world.objects['job']}/"):
+        title = re.search(r"<title>(.*?)</title>", client.get(url).content.decode(), re.S).group(1)
+        assert "<" not in title and "{" not in title, (url, title)
