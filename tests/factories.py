@@ -210,3 +210,34 @@ def build_small_federation(fed: Fed) -> None:
 
     commit_half_capacity(actor=system_actor())
     quotas.broker_pending(actor=system_actor())
+
+
+def build_job_world(fed) -> dict:
+    """A small federation (zhengzhou + tianjin) with simulated centres on a virtual clock installed as this
+    process's adapters, and PKU's project with an explore allocation (2,000 core-hours, 400 V100 card-hours)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.actors import Actor
+    from allocations import projects, workflow
+    from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
+    from federation.models import Partition, Site
+
+    build_small_federation(fed)
+    pi = Actor(user=fed.users["pi_a"])
+    today = timezone.localdate()
+    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
+                                      discipline="chemistry", start=today, end=today + timedelta(days=300))
+    request = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
+                                      justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
+                                      end=today + timedelta(days=100))
+    workflow.request_submit(actor=pi, request=request)
+    now = timezone.now()
+    reset_adapters()
+    adapters = {}
+    for site in Site.objects.all():
+        adapters[site.code] = SimulatedAdapter(site, list(Partition.objects.filter(site=site)), seed=1,
+                                               clock_start=now.timestamp())
+        install_adapter(site.pk, adapters[site.code])
+    return {"pi": pi, "project": project, "allocation": project.allocations.get(), "now": now, "adapters": adapters}

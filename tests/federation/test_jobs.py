@@ -1,42 +1,22 @@
 """A job end to end: routed, held, persisted, dispatched to a simulated centre, run, charged its use."""
 
-from datetime import timedelta
-
 import pytest
 from django.db.models import F
-from django.utils import timezone
 
 from accounts.actors import Actor
-from allocations import projects, workflow
 from allocations.models import AllocationBalance, Hold, LedgerEntry
 from federation import jobs
 from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
 from federation.models import Job, JobEvent, JobState, Partition, Site, SiteQuota
 from portal.errors import PermissionDenied
-from tests.factories import build_small_federation
+from tests.factories import build_job_world
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def setup(fed):
-    build_small_federation(fed)
-    pi = Actor(user=fed.users["pi_a"])
-    today = timezone.localdate()
-    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
-                                      discipline="chemistry", start=today, end=today + timedelta(days=300))
-    request = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
-                                      justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
-                                      end=today + timedelta(days=100))
-    workflow.request_submit(actor=pi, request=request)
-    now = timezone.now()
-    reset_adapters()
-    adapters = {}
-    for site in Site.objects.all():
-        adapters[site.code] = SimulatedAdapter(site, list(Partition.objects.filter(site=site)), seed=1,
-                                               clock_start=now.timestamp())
-        install_adapter(site.pk, adapters[site.code])
-    yield {"pi": pi, "project": project, "allocation": project.allocations.get(), "now": now, "adapters": adapters}
+    yield build_job_world(fed)
     reset_adapters()
 
 
@@ -143,7 +123,6 @@ def test_cancel_reaches_the_site_and_releases_the_hold(setup):
 def test_the_ticker_runs_centres_in_scaled_time_and_charges_virtual_run_time(setup):
     """At scale 60 a one-hour walltime job finishes within a wall minute and is charged its virtual time."""
     from federation import ticker
-    from federation.adapters import install_adapter
 
     start = setup["now"].timestamp()
     clock = ticker.SimClock(origin=start, scale=60.0)

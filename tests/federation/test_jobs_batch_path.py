@@ -5,46 +5,22 @@ import gc
 import json
 import threading
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from django.db import connections
-from django.utils import timezone
 
-from accounts.actors import Actor
-from allocations import projects, workflow
 from allocations.models import AllocationBalance
 from federation import jobs
-from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
-from federation.models import Job, JobEvent, JobState, Partition, Site
-from tests.factories import build_small_federation
+from federation.adapters import reset_adapters
+from federation.models import Job, JobEvent, JobState, Site
+from tests.factories import build_job_world
 
 pytestmark = pytest.mark.django_db
 
 
-def _world(fed):
-    build_small_federation(fed)
-    pi = Actor(user=fed.users["pi_a"])
-    today = timezone.localdate()
-    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
-                                      discipline="chemistry", start=today, end=today + timedelta(days=300))
-    request = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
-                                      justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
-                                      end=today + timedelta(days=100))
-    workflow.request_submit(actor=pi, request=request)
-    now = timezone.now()
-    reset_adapters()
-    adapters = {}
-    for site in Site.objects.all():
-        adapters[site.code] = SimulatedAdapter(site, list(Partition.objects.filter(site=site)), seed=1,
-                                               clock_start=now.timestamp())
-        install_adapter(site.pk, adapters[site.code])
-    return {"pi": pi, "project": project, "allocation": project.allocations.get(), "now": now, "adapters": adapters}
-
-
 @pytest.fixture
 def world(fed):
-    yield _world(fed)
+    yield build_job_world(fed)
     reset_adapters()
 
 
@@ -133,7 +109,7 @@ def test_a_centre_refusing_a_dispatch_fails_those_jobs_with_its_reason_and_relea
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_dispatchers_hand_every_job_over_exactly_once(fed):
-    world = _world(fed)
+    world = build_job_world(fed)
     try:
         result = jobs.jobs_submit(actor=world["pi"], project=world["project"], requests=_batch(300),
                                   now=world["now"], enqueue_dispatch=False)
