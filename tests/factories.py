@@ -212,19 +212,16 @@ def build_small_federation(fed: Fed) -> None:
     quotas.broker_pending(actor=system_actor())
 
 
-def build_job_world(fed) -> dict:
-    """A small federation (zhengzhou + tianjin) with simulated centres on a virtual clock installed as this
-    process's adapters, and PKU's project with an explore allocation (2,000 core-hours, 400 V100 card-hours)."""
+def make_explore_project(fed):
+    """PKU's project "MD" (PI pi_a) with an explore allocation approved at once: 2,000 core-hours and
+    400 V100 card-hours (brokered into the federation's site quotas). Returns (pi actor, project)."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from accounts.actors import Actor
     from allocations import projects, workflow
-    from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
-    from federation.models import Partition, Site
 
-    build_small_federation(fed)
     pi = Actor(user=fed.users["pi_a"])
     today = timezone.localdate()
     project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
@@ -233,6 +230,19 @@ def build_job_world(fed) -> dict:
                                       justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
                                       end=today + timedelta(days=100))
     workflow.request_submit(actor=pi, request=request)
+    return pi, project
+
+
+def build_job_world(fed) -> dict:
+    """A small federation (zhengzhou + tianjin) with simulated centres on a virtual clock installed as this
+    process's adapters, and PKU's project with an explore allocation (2,000 core-hours, 400 V100 card-hours)."""
+    from django.utils import timezone
+
+    from federation.adapters import SimulatedAdapter, install_adapter, reset_adapters
+    from federation.models import Partition, Site
+
+    build_small_federation(fed)
+    pi, project = make_explore_project(fed)
     now = timezone.now()
     reset_adapters()
     adapters = {}

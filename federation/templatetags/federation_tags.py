@@ -1,10 +1,11 @@
 """Presentation helpers for the job and centre pages: state badges, durations, sizes, charged hours."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django import template
 from django.utils.translation import gettext as _
 
+from allocations.templatetags.allocations_tags import num
 from federation.models import JobState, SiteState
 
 register = template.Library()
@@ -49,20 +50,8 @@ def site_state_label(state) -> str:
     return str(SiteState(state).label) if state in SiteState.values else (state or "")
 
 
-@register.filter
-def num(value, places=None) -> str:
-    """A number with thousands separators; whole numbers without decimals (12,500 · 1,234.50)."""
-    if value is None or value == "":
-        return "—"
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
-    if places not in (None, ""):
-        return f"{number:,.{int(places)}f}"
-    if number == number.to_integral_value():
-        return f"{number:,.0f}"
-    return f"{number:,.2f}"
+# One number format across the portal: the allocations app's filter, registered here too.
+register.filter("num", num)
 
 
 @register.filter

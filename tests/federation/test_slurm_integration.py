@@ -31,26 +31,15 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-slurm.sh"
 
 @pytest.fixture
 def world(fed):
-    from datetime import timedelta
 
-    from django.utils import timezone
 
-    from accounts.actors import Actor
-    from allocations import projects, workflow
     from federation import slurm_services
     from federation.adapters import reset_adapters
-    from tests.factories import build_small_federation
+    from tests.factories import build_small_federation, make_explore_project
 
     build_small_federation(fed)
     site = common.register_local(URL, token_source="token_file", credential_path=TOKEN_FILE)
-    pi = Actor(user=fed.users["pi_a"])
-    today = timezone.localdate()
-    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
-                                      discipline="chemistry", start=today, end=today + timedelta(days=300))
-    request = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
-                                      justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
-                                      end=today + timedelta(days=100))
-    workflow.request_submit(actor=pi, request=request)
+    pi, project = make_explore_project(fed)
     reset_adapters()
     slurm_services.reset_health()
     yield {"pi": pi, "project": project, "site": site, "fed": fed}

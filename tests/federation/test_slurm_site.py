@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from django.utils import timezone
 
-from accounts.actors import Actor, system_actor
+from accounts.actors import system_actor
 from accounts.models import AuditEvent
-from allocations import projects, workflow
 from allocations.catalogue import ensure_resource_classes
 from allocations.models import ResourceClass
 from federation import jobs, slurm_services, ticker
@@ -21,7 +20,7 @@ from federation import services as fed_services
 from federation.adapters import adapter_for, reset_adapters
 from federation.models import Job, JobState, Site, SiteState
 from federation.services import site_set_state
-from tests.factories import build_small_federation
+from tests.factories import build_small_federation, make_explore_project
 from tests.federation.slurm_fake import FakeSlurm
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +37,7 @@ def fake():
 def world(fed, fake):
     build_small_federation(fed)
     site = register_local(fake.url)
-    pi = Actor(user=fed.users["pi_a"])
-    today = timezone.localdate()
-    project = projects.project_create(actor=pi, institution_id=fed.a.pk, title="MD", abstract="GROMACS runs",
-                                      discipline="chemistry", start=today, end=today + timedelta(days=300))
-    request = workflow.request_create(actor=pi, project=project, kind="new", tier="explore", title="Pilot",
-                                      justification="J", amounts={"cpu": 2000, "gpu:v100": 400}, start=today,
-                                      end=today + timedelta(days=100))
-    workflow.request_submit(actor=pi, request=request)
+    pi, project = make_explore_project(fed)
     reset_adapters()
     slurm_services.reset_health()
     yield {"pi": pi, "project": project, "site": site, "fed": fed}
