@@ -2,11 +2,10 @@
 (tests.factories.build_allocation_world), a PI at institution B, and browser clients per person."""
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
 from accounts.models import InstitutionRole
 from tests.factories import Fed, build_allocation_world, make_member
+from tests.page_fixtures import _no_static_file_scan, browser  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture
@@ -18,23 +17,3 @@ def world(fed) -> Fed:
 @pytest.fixture
 def pi_b(fed):
     return make_member(fed.b, InstitutionRole.PI, "pi@tsinghua.edu.cn")
-
-
-@pytest.fixture
-def browser():
-    """browser(user, language="en"): a logged-in Django test client that reads the given language."""
-
-    def make(user=None, language: str = "en") -> Client:
-        client = Client()
-        client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture(autouse=True)
-def _no_static_file_scan(settings):
-    # WhiteNoise in autorefresh mode looks static files up per request instead of indexing them per client.
-    settings.WHITENOISE_AUTOREFRESH = True
